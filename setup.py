@@ -1,0 +1,23 @@
+"""cgnl-video: spatio-temporal Compact Generalized Non-local networks for video."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="cgnl_video",
+    version="0.1.0",
+    description="I3D ResNets with Compact Generalized Non-local blocks for video classification",
+    python_requires=">=3.10",
+    packages=find_packages(include=["cgnl_video", "cgnl_video.*"]),
+    install_requires=[
+        "torch",
+        "torchvision",
+        "pytorchvideo",
+        "fvcore",
+        "decord",
+        "av",
+        "pyyaml",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+)
