@@ -1,0 +1,130 @@
+"""CGNLBlock: the compact path against the explicit generalized non-local formula."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cgnl_video.models import CGNLBlock
+from cgnl_video.models.cgnl import GAUSSIAN_GAMMA, taylor_coefficients
+
+
+def explicit_kernel_matrix(kernel, order, a, b):
+    """The full M x M Taylor-approximated pairwise kernel f(a_i, b_j), built directly."""
+    outer = a[:, None] * b[None, :]
+    if kernel == "dot":
+        return outer
+    if kernel == "gaussian":
+        beta = math.exp(-2 * GAUSSIAN_GAMMA)
+        return sum(beta * (2 * GAUSSIAN_GAMMA * outer) ** p / math.factorial(p) for p in range(order + 1))
+    return sum(outer**p / math.factorial(p) for p in range(order + 1))
+
+
+def explicit_cgnl(block, x):
+    """Eq. 8 applied literally: y = K g per (sample, group), then z, gn and the residual."""
+    b, _, t, h, w = x.shape
+    theta, phi, g = block.theta(x), block.phi(x), block.g(x)
+    inner = theta.shape[1]
+    groups = block.groups
+    tg, pg, gg = (v.reshape(b, groups, -1) for v in (theta, phi, g))
+    rows = []
+    for i in range(b):
+        outs = []
+        for k in range(groups):
+            kernel = explicit_kernel_matrix(block.kernel, block.order, tg[i, k], pg[i, k])
+            if block.use_scale:
+                kernel = kernel / math.sqrt(tg.shape[-1])
+            outs.append(kernel @ gg[i, k])
+        rows.append(torch.stack(outs))
+    y = torch.stack(rows).reshape(b, inner, t, h, w)
+    return block.gn(block.z(y)) + x
+
+
+def randomised_block(kernel, order, groups, use_scale, channels=8, inner=8):
+    torch.manual_seed(0)
+    block = CGNLBlock(channels, inner, groups=groups, kernel=kernel, order=order, use_scale=use_scale)
+    for p in block.parameters():  # the identity init would hide everything
+        nn.init.normal_(p, std=0.5)
+    return block.double()
+
+
+@pytest.mark.parametrize("use_scale", [False, True])
+@pytest.mark.parametrize("groups", [1, 2, 4])
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+@pytest.mark.parametrize("kernel", ["dot", "gaussian", "embedded_gaussian"])
+def test_compact_matches_explicit_forward_and_backward(kernel, order, groups, use_scale):
+    block = randomised_block(kernel, order, groups, use_scale)
+    x = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64)
+    x_fast = x.clone().requires_grad_(True)
+    x_slow = x.clone().requires_grad_(True)
+    fast = block(x_fast)
+    slow = explicit_cgnl(block, x_slow)
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+    grad_out = torch.randn_like(fast)
+    grads_fast = gradients(fast, x_fast, block, grad_out)
+    grads_slow = gradients(slow, x_slow, block, grad_out)
+    for gf, gs in zip(grads_fast, grads_slow):
+        torch.testing.assert_close(gf, gs, rtol=1e-8, atol=1e-9)
+    assert grads_fast[0].abs().sum() > 0
+
+
+def gradients(out, x, block, grad_out):
+    """Gradients w.r.t. x and every parameter (zeros where unused, e.g. theta at order 0)."""
+    inputs = [x, *block.parameters()]
+    grads = torch.autograd.grad(out, inputs, grad_out, allow_unused=True)
+    return [torch.zeros_like(i) if g is None else g for i, g in zip(inputs, grads)]
+
+
+@pytest.mark.parametrize("kernel, exact", [
+    ("embedded_gaussian", lambda o: torch.exp(o)),
+    ("gaussian", lambda o: math.exp(-2 * GAUSSIAN_GAMMA) * torch.exp(2 * GAUSSIAN_GAMMA * o)),
+])
+def test_taylor_kernel_converges_to_the_exact_kernel(kernel, exact):
+    outer = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    coefs = taylor_coefficients(kernel, 20)
+    approx = sum(c * outer**p for p, c in enumerate(coefs))
+    torch.testing.assert_close(approx, exact(outer), rtol=1e-7, atol=1e-9)
+
+
+def test_time_and_height_are_one_flattened_spatial_axis():
+    """Same semantics as the authors' 2D SpatialCGNL with T x H flattened into one axis."""
+    block = randomised_block("gaussian", 3, 2, True)
+    x = torch.randn(2, 8, 3, 4, 5, dtype=torch.float64)
+    as_2d = block(x.reshape(2, 8, 1, 12, 5)).reshape(x.shape)
+    torch.testing.assert_close(block(x), as_2d)
+
+
+def test_new_block_is_identity_with_the_authors_init():
+    torch.manual_seed(0)
+    block = CGNLBlock(64, 32)
+    x = torch.randn(2, 64, 2, 5, 5)
+    torch.testing.assert_close(block(x), x)
+    assert torch.all(block.gn.weight == 0) and torch.all(block.gn.bias == 0)
+    for conv in (block.theta, block.phi, block.g):
+        assert conv.bias is None and conv.kernel_size == (1, 1, 1)
+        assert 0.008 < conv.weight.std().item() < 0.012
+    assert block.z.groups == 8 and block.gn.num_groups == 8
+
+
+def test_defaults_follow_the_authors():
+    block = CGNLBlock(1024, 512)
+    assert (block.groups, block.kernel, block.order, block.use_scale) == (8, "dot", 3, False)
+    assert [n for n, _ in block.named_children()] == ["theta", "phi", "g", "z", "gn"]
+
+
+def test_channels_last_input_gives_the_same_output():
+    block = randomised_block("dot", 1, 2, False).float()
+    x = torch.randn(2, 8, 2, 3, 3)
+    expected = block(x)
+    torch.testing.assert_close(block(x.to(memory_format=torch.channels_last_3d)), expected)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(in_channels=12, inner_channels=8, groups=8), "groups=8"),
+    (dict(in_channels=16, inner_channels=8, groups=8, order=-1), "order"),
+    (dict(in_channels=16, inner_channels=8, groups=8, kernel="cosine"), "cosine"),
+])
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CGNLBlock(**kwargs)
