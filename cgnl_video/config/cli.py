@@ -2,7 +2,7 @@
 
 import argparse
 import sys
-from typing import Callable
+from typing import Callable, Tuple
 
 from cgnl_video.config.loading import ConfigError, load_config
 
@@ -23,9 +23,12 @@ def config_from_args(args: argparse.Namespace):
     return load_config(args.cfg_file, args.opts)
 
 
-def run_tool(main: Callable[[], None]) -> None:
-    """Runs a tool's ``main``; a :class:`ConfigError` exits with its message, no traceback."""
+def run_tool(main: Callable[[], None], user_errors: Tuple[type, ...] = ()) -> None:
+    """Runs a tool's ``main``; a :class:`ConfigError` or one of ``user_errors`` (bad input,
+    not a bug) exits with its message and no traceback."""
     try:
         main()
     except ConfigError as err:
         sys.exit(f"config error: {err}")
+    except user_errors as err:
+        sys.exit(f"error: {err}")

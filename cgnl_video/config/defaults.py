@@ -71,12 +71,123 @@ _C.DATA.NUM_FRAMES = 8
 _C.DATA.TRAIN_CROP_SIZE = 224
 # Spatial size of a test view.
 _C.DATA.TEST_CROP_SIZE = 256
+# Folder holding train.csv, val.csv, test.csv (lines "relative/path LABEL") and classes.txt.
+_C.DATA.PATH_TO_DATA_DIR = ""
+# Folder the list files' relative video paths are joined to.
+_C.DATA.PATH_PREFIX = ""
+# Separator between a list line's path and its label (the label follows the last one).
+_C.DATA.PATH_LABEL_SEPARATOR = " "
+# Video decoding backend: "decord" or "pyav".
+_C.DATA.DECODING_BACKEND = "decord"
+# Temporal stride tau between the frames of a clip (in video frames).
+_C.DATA.SAMPLING_RATE = 8
+# Training scale jitter: the short side is resized to a random size in [min, max].
+_C.DATA.TRAIN_JITTER_SCALES = [256, 320]
+# Per-channel (RGB) mean subtracted from frames scaled to [0, 1].
+_C.DATA.MEAN = [0.45, 0.45, 0.45]
+# Per-channel (RGB) standard deviation frames are divided by, after the mean.
+_C.DATA.STD = [0.225, 0.225, 0.225]
+# Train/val: undecodable videos replaced by random others, per item, before giving up.
+_C.DATA.MAX_DECODE_RETRIES = 10
+
+# ---------------------------------------------------------------------------
+# Data loader
+# ---------------------------------------------------------------------------
+_C.DATA_LOADER = CfgNode()
+# Number of DataLoader worker processes (0 = load in the main process).
+_C.DATA_LOADER.NUM_WORKERS = 8
+# Copy batches to pinned memory (only when a CUDA device is present).
+_C.DATA_LOADER.PIN_MEMORY = True
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+_C.TRAIN = CfgNode()
+# Clips per training (and validation) batch.
+_C.TRAIN.BATCH_SIZE = 64
+# Validate (single view) every this many epochs, and after the last; 0 = never.
+_C.TRAIN.EVAL_PERIOD = 1
+# Save a checkpoint every this many epochs, and after the last.
+_C.TRAIN.CHECKPOINT_PERIOD = 1
+# Continue from the newest loadable checkpoint in OUTPUT_DIR/checkpoints.
+_C.TRAIN.AUTO_RESUME = True
+# Initialise from this checkpoint of ours (heads of another shape are skipped).
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# With CHECKPOINT_FILE_PATH: start the schedule at epoch 0 instead of the checkpoint's epoch.
+_C.TRAIN.CHECKPOINT_EPOCH_RESET = True
+# Initialise the backbone from this torchvision 2D ResNet state dict file (inflated).
+_C.TRAIN.CHECKPOINT_INFLATE = ""
+# Autocast precision: "none", "bf16" or "fp16" (fp16 on GPU only; fp32 on CPU).
+_C.TRAIN.MIXED_PRECISION = "none"
+# Write a train_iter line to stats.jsonl every this many iterations.
+_C.TRAIN.LOG_PERIOD = 10
+
+# ---------------------------------------------------------------------------
+# Testing (multi-view)
+# ---------------------------------------------------------------------------
+_C.TEST = CfgNode()
+# Videos per test batch (each video carries all of its views).
+_C.TEST.BATCH_SIZE = 8
+# K: clips per test video, spread uniformly over it.
+_C.TEST.NUM_ENSEMBLE_VIEWS = 10
+# S: crops per test clip along the long side (1 = centre, 3 = both ends and centre).
+_C.TEST.NUM_SPATIAL_CROPS = 3
+# Test on the whole frame resized to TEST_CROP_SIZE short side (no crop, S = 1).
+_C.TEST.FULLY_CONVOLUTIONAL = False
+# Checkpoint to test; empty = the newest in OUTPUT_DIR/checkpoints.
+_C.TEST.CHECKPOINT_FILE_PATH = ""
+# Most views of one video sent through the model at once.
+_C.TEST.MAX_VIEWS_PER_BATCH = 10
+# How a video's view scores (softmax) are combined: "sum" or "max".
+_C.TEST.ENSEMBLE_METHOD = "sum"
+
+# ---------------------------------------------------------------------------
+# Optimiser and learning-rate schedule (SGD)
+# ---------------------------------------------------------------------------
+_C.SOLVER = CfgNode()
+# Peak learning rate (after warmup).
+_C.SOLVER.BASE_LR = 0.1
+# Schedule after warmup: "cosine" or "steps".
+_C.SOLVER.LR_POLICY = "cosine"
+# "steps": epochs at which the rate becomes BASE_LR x the matching LRS entry.
+_C.SOLVER.STEPS = []
+# "steps": relative rates, one per STEPS entry.
+_C.SOLVER.LRS = []
+# "cosine": rate reached at MAX_EPOCH.
+_C.SOLVER.COSINE_END_LR = 0.0
+# Number of training epochs.
+_C.SOLVER.MAX_EPOCH = 100
+# SGD momentum.
+_C.SOLVER.MOMENTUM = 0.9
+# Nesterov momentum.
+_C.SOLVER.NESTEROV = True
+# L2 weight decay.
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# No weight decay on 1-D parameters (norm weights and biases).
+_C.SOLVER.ZERO_WD_1D_PARAM = False
+# Linear warmup length in epochs (may be fractional).
+_C.SOLVER.WARMUP_EPOCHS = 0.0
+# Learning rate at the start of warmup.
+_C.SOLVER.WARMUP_START_LR = 0.01
+# Label smoothing of the cross-entropy loss (0 = none).
+_C.SOLVER.LABEL_SMOOTHING = 0.0
+# Clip the gradient L2 norm to this value; 0 = no clipping.
+_C.SOLVER.CLIP_GRAD_L2NORM = 0.0
+
+# ---------------------------------------------------------------------------
+# BatchNorm
+# ---------------------------------------------------------------------------
+_C.BN = CfgNode()
+# Freeze BatchNorm running statistics during training (small-batch fine-tuning).
+_C.BN.FREEZE = False
 
 # ---------------------------------------------------------------------------
 # Misc
 # ---------------------------------------------------------------------------
 # Folder for every file a run writes (checkpoints, logs, results).
 _C.OUTPUT_DIR = "./output"
+# Seed of every random number generator (data order, augmentation, workers).
+_C.RNG_SEED = 1
 
 
 def get_cfg() -> CfgNode:

@@ -1,0 +1,132 @@
+"""Multi-view testing: K clips x S crops per video, softmax scores aggregated per video.
+
+A test item holds all V = K x S views of one video (``V x C x T x H x W``); they go
+through the model in chunks of at most ``TEST.MAX_VIEWS_PER_BATCH``; the views'
+softmax scores are combined with ``TEST.ENSEMBLE_METHOD`` (sum or max). Videos that
+could not be decoded are reported in ``failed`` with their reason, never dropped
+silently. Outputs in ``OUTPUT_DIR``: ``test_results.json``, ``predictions.csv``
+(path, label, top-5 classes and scores), ``confusion_matrix.png``.
+"""
+
+import csv
+import io
+import json
+import logging
+import os
+from typing import Dict, List
+
+import torch
+import torch.nn as nn
+from fvcore.common.config import CfgNode
+from tqdm import tqdm
+
+from cgnl_video.datasets import build_loader
+from cgnl_video.engine import checkpoint as ckpt
+from cgnl_video.engine.meters import ClassificationMeter, aggregate_views
+from cgnl_video.engine.precision import autocast_context
+from cgnl_video.engine.reporting import plot_confusion_matrix
+from cgnl_video.engine.setup import check_num_classes, setup_run
+from cgnl_video.models import build_model
+from cgnl_video.utils.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+def test_checkpoint_path(cfg: CfgNode) -> str:
+    """``TEST.CHECKPOINT_FILE_PATH``, or the newest checkpoint in ``OUTPUT_DIR``."""
+    if cfg.TEST.CHECKPOINT_FILE_PATH:
+        return cfg.TEST.CHECKPOINT_FILE_PATH
+    paths = ckpt.list_checkpoints(cfg.OUTPUT_DIR)
+    if not paths:
+        raise ckpt.CheckpointError(
+            f"no checkpoint in {ckpt.checkpoint_dir(cfg.OUTPUT_DIR)} and TEST.CHECKPOINT_FILE_PATH is empty"
+        )
+    return paths[-1]
+
+
+def load_for_test(model: nn.Module, path: str) -> None:
+    """Loads every weight of ``path`` into ``model``; a shape mismatch names both shapes."""
+    state = ckpt.load_file(path)["model"]
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise ckpt.CheckpointError(
+                f"{path}: {key} has shape {tuple(value.shape)} in the checkpoint but "
+                f"{tuple(own[key].shape)} in the model (MODEL.NUM_CLASSES or architecture differ)"
+            )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ckpt.CheckpointError(
+            f"{path}: does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+
+
+@torch.no_grad()
+def video_scores(model: nn.Module, views: torch.Tensor, cfg: CfgNode, device: torch.device) -> torch.Tensor:
+    """``V x C x T x H x W`` views -> ``NUM_CLASSES`` aggregated softmax scores."""
+    chunks = []
+    for chunk in views.split(cfg.TEST.MAX_VIEWS_PER_BATCH):
+        with autocast_context(cfg, device):
+            logits = model(chunk.to(device, non_blocking=True))
+        chunks.append(logits.float().softmax(dim=1).cpu())
+    return aggregate_views(torch.cat(chunks), cfg.TEST.ENSEMBLE_METHOD)
+
+
+def predictions_csv(rows: List[Dict], class_names: List[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["path", "label", "top5_classes", "top5_scores"])
+    for row in rows:
+        writer.writerow([
+            row["path"], class_names[row["label"]],
+            ";".join(class_names[i] for i in row["top5"]),
+            ";".join(f"{s:.4f}" for s in row["scores"]),
+        ])
+    return out.getvalue()
+
+
+def run_test(cfg: CfgNode) -> Dict:
+    """Tests the checkpoint of ``cfg`` on the test list; returns (and writes) the results."""
+    device = setup_run(cfg, "test_config.yaml")
+    class_names = check_num_classes(cfg)
+    model = build_model(cfg)
+    path = test_checkpoint_path(cfg)
+    load_for_test(model, path)
+    model.to(device).eval()
+    loader = build_loader(cfg, "test")
+    records = {record.index: record for record in loader.dataset.records}
+    meter = ClassificationMeter(cfg.MODEL.NUM_CLASSES)
+    failed, rows = [], []
+    for batch in tqdm(loader, desc="test", dynamic_ncols=True):
+        for views, label, index, is_failed, reason in zip(
+            batch["video"], batch["label"], batch["index"], batch["failed"], batch["reason"]
+        ):
+            record = records[int(index)]
+            if is_failed:
+                failed.append({"path": record.path, "reason": reason})
+                continue
+            scores = video_scores(model, views, cfg, device)
+            meter.update(scores[None], label[None])
+            top = scores.topk(min(5, len(scores)))
+            rows.append({"path": record.path, "label": int(label),
+                         "top5": top.indices.tolist(), "scores": top.values.tolist()})
+    results = {
+        **meter.summary(),
+        "num_videos": len(records),
+        "num_tested": meter.count,
+        "num_failed": len(failed),
+        "failed": failed,
+        "num_ensemble_views": cfg.TEST.NUM_ENSEMBLE_VIEWS,
+        "num_spatial_crops": 1 if cfg.TEST.FULLY_CONVOLUTIONAL else cfg.TEST.NUM_SPATIAL_CROPS,
+        "ensemble_method": cfg.TEST.ENSEMBLE_METHOD,
+        "checkpoint": path,
+    }
+    write_outputs(cfg, results, rows, meter, class_names)
+    return results
+
+
+def write_outputs(cfg, results, rows, meter, class_names) -> None:
+    out = cfg.OUTPUT_DIR
+    atomic_write_text(os.path.join(out, "test_results.json"), json.dumps(results, indent=2))
+    atomic_write_text(os.path.join(out, "predictions.csv"), predictions_csv(rows, class_names))
+    plot_confusion_matrix(meter.confusion, class_names, os.path.join(out, "confusion_matrix.png"))

@@ -1,0 +1,167 @@
+"""The engine end to end through the real tools: train, resume, test, faults."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from cgnl_video.datasets.synthetic import generate_dataset
+from cgnl_video.engine.checkpoint import checkpoint_path, load_file
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+TOOLS = os.path.join(ROOT, "tools")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("synthetic"))
+    generate_dataset(out, seed=3, counts={"train": 8, "val": 4, "test": 4}, num_classes=2,
+                     num_frames=16, height=32, width=32)
+    return out
+
+
+def tiny_opts(data_dir, output_dir, **extra):
+    opts = {
+        "DATA.PATH_TO_DATA_DIR": data_dir, "DATA.PATH_PREFIX": data_dir,
+        "MODEL.NUM_CLASSES": 2, "RESNET.DEPTH": 18, "RESNET.WIDTH_PER_GROUP": 8,
+        "NONLOCAL.LOCATION": "[[],[0],[0],[]]", "CGNL.GROUPS": 2,
+        "DATA.NUM_FRAMES": 4, "DATA.SAMPLING_RATE": 2, "DATA.TRAIN_JITTER_SCALES": "[32,40]",
+        "DATA.TRAIN_CROP_SIZE": 32, "DATA.TEST_CROP_SIZE": 32, "DATA_LOADER.NUM_WORKERS": 0,
+        "TRAIN.BATCH_SIZE": 2, "TRAIN.LOG_PERIOD": 1, "SOLVER.BASE_LR": 0.05, "SOLVER.MAX_EPOCH": 2,
+        "TEST.NUM_ENSEMBLE_VIEWS": 2, "TEST.NUM_SPATIAL_CROPS": 3, "TEST.BATCH_SIZE": 2,
+        "TEST.MAX_VIEWS_PER_BATCH": 4, "OUTPUT_DIR": output_dir,
+    }
+    opts.update(extra)
+    return [str(v) for kv in opts.items() for v in kv]
+
+
+def run(tool, opts, check=True):
+    result = subprocess.run([sys.executable, os.path.join(TOOLS, tool), *opts],
+                            capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def records(output_dir, kind):
+    with open(os.path.join(output_dir, "stats.jsonl")) as handle:
+        return [r for r in map(json.loads, handle) if r["type"] == kind]
+
+
+def model_state(output_dir, epoch):
+    return load_file(checkpoint_path(output_dir, epoch))["model"]
+
+
+def test_train_resume_and_multiview_test(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1}))
+    assert os.path.exists(checkpoint_path(out, 1))
+    resumed = run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 2}))
+    assert "resumed from" in resumed.stderr and "checkpoint_epoch_00001" in resumed.stderr
+    assert [r["epoch"] for r in records(out, "train_epoch")] == [1, 2]
+    assert [r["epoch"] for r in records(out, "val")] == [1, 2]
+    for name in ("config.yaml", "training_curves.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    tested = run("test_net.py", tiny_opts(data_dir, out))
+    assert "2 clips x 3 crops" in tested.stdout
+    with open(os.path.join(out, "test_results.json")) as handle:
+        results = json.load(handle)
+    assert results["num_videos"] == 4 and results["num_failed"] == 0 and results["failed"] == []
+    assert (results["num_ensemble_views"], results["num_spatial_crops"]) == (2, 3)
+    assert results["checkpoint"].endswith("checkpoint_epoch_00002.pyth")
+    for key in ("top1", "top5", "mean_class_acc"):
+        assert 0.0 <= results[key] <= 1.0
+    assert results["top5"] == 1.0  # 2 classes
+    with open(os.path.join(out, "predictions.csv")) as handle:
+        assert len(handle.readlines()) == 1 + 4
+    assert os.path.getsize(os.path.join(out, "confusion_matrix.png")) > 0
+
+
+def test_test_reports_undecodable_videos(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+    broken = tmp_path / "data"
+    shutil.copytree(data_dir, broken)
+    victim = open(broken / "test.csv").readline().split()[0]
+    (broken / victim).write_bytes(b"not a video")
+    tested = run("test_net.py", tiny_opts(str(broken), out))
+    assert "1 failed" in tested.stdout
+    results = json.load(open(os.path.join(out, "test_results.json")))
+    assert results["num_failed"] == 1 and results["num_videos"] == 4
+    assert results["failed"][0]["path"].endswith(victim) and results["failed"][0]["reason"]
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(data_dir, tmp_path):
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    opts = dict(**{"SOLVER.MAX_EPOCH": 3, "TRAIN.EVAL_PERIOD": 0})
+    run("train_net.py", tiny_opts(data_dir, straight, **opts))
+    process = subprocess.Popen([sys.executable, os.path.join(TOOLS, "train_net.py"),
+                                *tiny_opts(data_dir, killed, **opts)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stats = os.path.join(killed, "stats.jsonl")
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if os.path.exists(stats) and '"epoch": 2, "iter": 1,' in open(stats).read():
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert os.path.exists(checkpoint_path(killed, 1))
+    assert not os.path.exists(checkpoint_path(killed, 2)), "killed too late: epoch 2 completed"
+    resumed = run("train_net.py", tiny_opts(data_dir, killed, **opts))
+    assert "resumed from" in resumed.stderr
+    expected, actual = model_state(straight, 3), model_state(killed, 3)
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+
+
+def test_truncated_newest_checkpoint_falls_back_and_is_kept(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    run("train_net.py", tiny_opts(data_dir, out, **{"TRAIN.EVAL_PERIOD": 0}))
+    newest = checkpoint_path(out, 2)
+    with open(newest, "r+b") as handle:
+        handle.truncate(1000)
+    resumed = run("train_net.py", tiny_opts(data_dir, out, **{"TRAIN.EVAL_PERIOD": 0}))
+    assert "skipping damaged checkpoint" in resumed.stderr and "checkpoint_epoch_00002" in resumed.stderr
+    assert "checkpoint_epoch_00001" in resumed.stderr.split("resumed from")[1]
+    assert os.path.getsize(newest + ".prev") == 1000  # the damaged file is kept
+    assert load_file(newest)["epoch"] == 2
+
+
+def test_num_classes_inconsistent_with_classes_txt(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    result = run("train_net.py", tiny_opts(data_dir, out, **{"MODEL.NUM_CLASSES": 3}), check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "MODEL.NUM_CLASSES=3" in result.stderr and "classes.txt names 2 classes" in result.stderr
+    assert not os.path.exists(os.path.join(out, "checkpoints"))
+
+
+def test_test_net_names_both_head_shapes(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+    three = tmp_path / "three"
+    shutil.copytree(data_dir, three)
+    (three / "classes.txt").write_text("a\nb\nc\n")
+    result = run("test_net.py", tiny_opts(str(three), out, **{"MODEL.NUM_CLASSES": 3}), check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "(2, 64) in the checkpoint but (3, 64) in the model" in result.stderr
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_dir, tmp_path):
+    out = str(tmp_path / "run")
+    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+    before = open(checkpoint_path(out, 1), "rb").read()
+    result = run("train_net.py", tiny_opts(data_dir, out, **{
+        "SOLVER.MAX_EPOCH": 2, "TRAIN.EVAL_PERIOD": 0, "SOLVER.BASE_LR": 1e30}), check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert re.search(r"loss is (nan|inf) at epoch 2, iteration \d", result.stderr)
+    assert open(checkpoint_path(out, 1), "rb").read() == before
+    assert not os.path.exists(checkpoint_path(out, 2))
