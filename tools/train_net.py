@@ -20,7 +20,7 @@ from cgnl_video.engine.train import NonFiniteLossError, train  # noqa: E402
 def main():
     args = default_parser(__doc__.strip().splitlines()[0]).parse_args()
     try:
-        summary = train(config_from_args(args))
+        summary = train(config_from_args(args)).val
     finally:
         du.cleanup()
     if summary is not None and du.is_main_process():

@@ -11,7 +11,7 @@ train, validate every ``TRAIN.EVAL_PERIOD`` epochs, checkpoint every
 import logging
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -150,8 +150,13 @@ def evaluate(cfg, model, loader, device) -> Dict:
     return meter.summary()
 
 
-def train(cfg: CfgNode) -> Optional[Dict]:
-    """Trains the model of ``cfg``; returns the last validation summary (or None)."""
+class TrainResult(NamedTuple):
+    model: nn.Module  # the trained model (unwrapped from DistributedDataParallel)
+    val: Optional[Dict]  # the last validation summary, None without validation
+
+
+def train(cfg: CfgNode) -> TrainResult:
+    """Trains the model of ``cfg``."""
     device = setup_run(cfg, "config.yaml")
     check_num_classes(cfg)
     model = build_model(cfg).to(device)
@@ -181,4 +186,4 @@ def train(cfg: CfgNode) -> Optional[Dict]:
                 save_checkpoint(cfg, epoch + 1, model, optimizer, scheduler, scaler)
             plot_training_curves(writer.read(), os.path.join(cfg.OUTPUT_DIR, "training_curves.png"))
         du.barrier()
-    return summary
+    return TrainResult(ckpt.unwrap(model), summary)
