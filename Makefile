@@ -17,8 +17,13 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The synthetic motion dataset, I3D R18 + 2 CGNL blocks trained on it, multi-view test.
+# Runs again resume from output/demo/run (delete it for a fresh run).
 demo: $(STAMP)
-	$(PY) tools/model_info.py --cfg configs/MiniKinetics/I3D_8x8_R50_CGNL1.yaml
+	$(PY) tools/make_synthetic_dataset.py output/demo/data --num-train 480 --workers 2
+	$(PY) tools/train_net.py --cfg configs/demo/synthetic_cgnl.yaml
+	$(PY) tools/test_net.py --cfg configs/demo/synthetic_cgnl.yaml
 
+# Removes the virtualenv only; runs under output/ are kept.
 clean:
-	rm -rf $(VENV) output
+	rm -rf $(VENV)

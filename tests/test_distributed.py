@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 
-from test_engine_e2e import data_dir, tiny_opts  # noqa: F401 (fixture)
+from conftest import tiny_opts
 
 
 def free_port():
@@ -15,7 +15,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def test_two_processes_see_disjoint_data_and_end_with_identical_weights(data_dir, tmp_path):  # noqa: F811
+def test_two_processes_see_disjoint_data_and_end_with_identical_weights(data_dir, tmp_path):
     report = tmp_path / "report.json"
     out = str(tmp_path / "run")
     opts = tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 1})

@@ -11,35 +11,12 @@ import time
 
 import pytest
 import torch
+from conftest import tiny_opts
 
-from cgnl_video.datasets.synthetic import generate_dataset
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 TOOLS = os.path.join(ROOT, "tools")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("synthetic"))
-    generate_dataset(out, seed=3, counts={"train": 8, "val": 4, "test": 4}, num_classes=2,
-                     num_frames=16, height=32, width=32)
-    return out
-
-
-def tiny_opts(data_dir, output_dir, **extra):
-    opts = {
-        "DATA.PATH_TO_DATA_DIR": data_dir, "DATA.PATH_PREFIX": data_dir,
-        "MODEL.NUM_CLASSES": 2, "RESNET.DEPTH": 18, "RESNET.WIDTH_PER_GROUP": 8,
-        "NONLOCAL.LOCATION": "[[],[0],[0],[]]", "CGNL.GROUPS": 2,
-        "DATA.NUM_FRAMES": 4, "DATA.SAMPLING_RATE": 2, "DATA.TRAIN_JITTER_SCALES": "[32,40]",
-        "DATA.TRAIN_CROP_SIZE": 32, "DATA.TEST_CROP_SIZE": 32, "DATA_LOADER.NUM_WORKERS": 0,
-        "TRAIN.BATCH_SIZE": 2, "TRAIN.LOG_PERIOD": 1, "SOLVER.BASE_LR": 0.05, "SOLVER.MAX_EPOCH": 2,
-        "TEST.NUM_ENSEMBLE_VIEWS": 2, "TEST.NUM_SPATIAL_CROPS": 3, "TEST.BATCH_SIZE": 2,
-        "TEST.MAX_VIEWS_PER_BATCH": 4, "OUTPUT_DIR": output_dir,
-    }
-    opts.update(extra)
-    return [str(v) for kv in opts.items() for v in kv]
 
 
 def run(tool, opts, check=True):
@@ -144,7 +121,7 @@ def test_num_classes_inconsistent_with_classes_txt(data_dir, tmp_path):
     assert not os.path.exists(os.path.join(out, "checkpoints"))
 
 
-def test_test_net_names_both_head_shapes(data_dir, tmp_path):
+def test_other_head_shapes_fine_tune_but_do_not_test(data_dir, tmp_path):
     out = str(tmp_path / "run")
     run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
     three = tmp_path / "three"
@@ -153,6 +130,12 @@ def test_test_net_names_both_head_shapes(data_dir, tmp_path):
     result = run("test_net.py", tiny_opts(str(three), out, **{"MODEL.NUM_CLASSES": 3}), check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "(2, 64) in the checkpoint but (3, 64) in the model" in result.stderr
+    fine_tuned = str(tmp_path / "fine_tuned")
+    result = run("train_net.py", tiny_opts(str(three), fine_tuned, **{
+        "MODEL.NUM_CLASSES": 3, "SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0,
+        "TRAIN.CHECKPOINT_FILE_PATH": checkpoint_path(out, 1)}))
+    assert "skipped keys" in result.stderr and "blocks.6.proj.weight (2, 64) vs model (3, 64)" in result.stderr
+    assert model_state(fine_tuned, 1)["blocks.6.proj.weight"].shape == (3, 64)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_dir, tmp_path):

@@ -83,6 +83,9 @@ _C.DATA.DECODING_BACKEND = "decord"
 _C.DATA.SAMPLING_RATE = 8
 # Training scale jitter: the short side is resized to a random size in [min, max].
 _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
+# Random horizontal flips in training. Turn off for classes that a mirror image changes
+# (left vs right motion, clockwise vs anticlockwise rotation), as for Something-Something.
+_C.DATA.RANDOM_FLIP = True
 # Per-channel (RGB) mean subtracted from frames scaled to [0, 1].
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
 # Per-channel (RGB) standard deviation frames are divided by, after the mean.

@@ -40,6 +40,8 @@ STAGE_INDICES = (1, 3, 4, 5)
 # I3D temporal kernel sizes of each stage's conv_a, repeated over its blocks.
 I3D_TEMPORAL_KERNELS = ((3,), (3, 1), (3, 1), (1, 3))
 STEM_KERNEL = (5, 7, 7)
+# State-dict prefix of the classifier head (skipped when fine-tuning to other classes).
+HEAD_PREFIX = f"blocks.{BLOCK_NAMES.index('head')}."
 
 
 def uses_bottleneck(depth: int) -> bool:

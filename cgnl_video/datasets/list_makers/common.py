@@ -1,0 +1,155 @@
+"""What the list makers share: tree scanning, ``--check``, writing the outputs, the summary.
+
+A maker turns its dataset's metadata into a :class:`DatasetLists` (classes, entries per
+source split, problems found); :func:`finish` then optionally checks every video
+(``--check``), writes ``train.csv``, ``val.csv``, ``test.csv``, ``classes.txt`` and
+``report.tsv`` under the output folder, and prints a summary.
+
+``report.tsv`` is always written (header only when all went well), one problem a line:
+``kind<TAB>split<TAB>item<TAB>detail`` with kind ``missing`` (listed but not on disk),
+``unannotated`` (a Kinetics id found in no annotation CSV) or ``unreadable`` (failed
+``--check``).
+"""
+
+import argparse
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from tqdm import tqdm
+
+from cgnl_video.datasets.decoders import DecodeError, open_video
+from cgnl_video.datasets.lists import write_classes, write_video_list
+from cgnl_video.utils.io import atomic_output
+
+Entry = Tuple[str, int]  # (path relative to the video root, label)
+
+VIDEO_EXTENSIONS = (".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
+LIST_FILES = ("train", "val", "test")
+MISSING, UNANNOTATED, UNREADABLE = "missing", "unannotated", "unreadable"
+REPORT_FILE = "report.tsv"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A listed video left out of the lists, and why."""
+
+    kind: str
+    split: str
+    item: str
+    detail: str = ""
+
+
+@dataclass
+class DatasetLists:
+    """A maker's result.
+
+    ``splits`` maps a source split (``train``, ``val``, ``test``) to its entries;
+    ``outputs`` maps each written list (``train``, ``val``, ``test``) to the source
+    split it holds, e.g. UCF101 writes its test split as both ``val`` and ``test``.
+    """
+
+    name: str
+    classes: List[str]
+    splits: Dict[str, List[Entry]]
+    outputs: Dict[str, str]
+    problems: List[Problem] = field(default_factory=list)
+
+
+def progress(iterable: Iterable, desc: str, total: Optional[int] = None, unit: str = " videos") -> Iterable:
+    """A tqdm progress bar on stderr."""
+    return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True, leave=False)
+
+
+def scan_videos(root: str) -> List[str]:
+    """Returns the sorted paths (relative to ``root``, ``/``-separated) of all video files below it."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"video root {root!r} is not a folder")
+    found = []
+    for folder, dirs, files in progress(os.walk(root, followlinks=True), f"scanning {root}", unit=" folders"):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel_folder = os.path.relpath(folder, root)
+        for name in files:
+            if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS):
+                found.append(name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/"))
+    return sorted(found)
+
+
+def probe_video(path: str) -> Optional[str]:
+    """Decodes the first and last frame (decord, as training does); returns None, or why it failed."""
+    try:
+        with open_video(path, "decord") as video:
+            video.get([0, video.num_frames - 1])
+    except DecodeError as err:
+        return err.reason
+    return None
+
+
+def check_videos(lists: DatasetLists, video_root: str, workers: int = 1) -> None:
+    """Drops the entries whose video does not decode, recording each as ``unreadable``."""
+    paths = sorted({path for entries in lists.splits.values() for path, _ in entries})
+    full_paths = [os.path.join(video_root, path) for path in paths]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = list(progress(pool.map(probe_video, full_paths), "checking", total=len(paths)))
+    bad = {path: reason for path, reason in zip(paths, reasons) if reason is not None}
+    for split, entries in lists.splits.items():
+        lists.problems.extend(Problem(UNREADABLE, split, p, bad[p]) for p, _ in entries if p in bad)
+        lists.splits[split] = [entry for entry in entries if entry[0] not in bad]
+
+
+def write_report(path: str, problems: List[Problem]) -> None:
+    """Writes ``report.tsv`` (see the module docstring); tabs and newlines in fields become spaces."""
+
+    def clean(text: str) -> str:
+        return text.replace("\t", " ").replace("\n", " ")
+
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write("kind\tsplit\titem\tdetail\n")
+        for p in problems:
+            f.write("\t".join(clean(x) for x in (p.kind, p.split, p.item, p.detail)) + "\n")
+
+
+def write_outputs(lists: DatasetLists, out_dir: str, separator: str = " ") -> None:
+    """Writes the list files, ``classes.txt`` and ``report.tsv`` under ``out_dir``."""
+    for name in LIST_FILES:
+        write_video_list(os.path.join(out_dir, f"{name}.csv"), lists.splits[lists.outputs[name]], separator)
+    write_classes(os.path.join(out_dir, "classes.txt"), lists.classes)
+    write_report(os.path.join(out_dir, REPORT_FILE), lists.problems)
+
+
+def summary(lists: DatasetLists, out_dir: str) -> str:
+    """A few lines saying what was listed, written and left out, per source split."""
+    counts = Counter((p.split, p.kind) for p in lists.problems)
+    lines = [f"{lists.name}: {len(lists.classes)} classes -> {out_dir}"]
+    for split, entries in lists.splits.items():
+        left_out = ", ".join(f"{counts[split, kind]} {kind}" for kind in (MISSING, UNANNOTATED, UNREADABLE))
+        lines.append(f"  {split:5s}: {len(entries)} written ({left_out})")
+    for name in LIST_FILES:
+        lines.append(f"  {name}.csv <- {lists.outputs[name]} split")
+    lines.append(f"  {len(lists.problems)} problems listed in {os.path.join(out_dir, REPORT_FILE)}")
+    return "\n".join(lines)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, dataset: str) -> None:
+    """The options every subcommand has."""
+    parser.add_argument("--video-root", required=True, help="folder the list paths are relative to")
+    parser.add_argument(
+        "--out-dir", default=os.path.join("data_lists", dataset), help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="decode each video's first and last frame; report the failures"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="threads for --check (default: %(default)s)")
+    parser.add_argument("--separator", default=" ", help="path/label separator (default: a space)")
+
+
+def finish(args: argparse.Namespace) -> DatasetLists:
+    """Runs the subcommand's maker (``args.make``), ``--check``, the writes and the summary."""
+    lists = args.make(args)
+    if args.check:
+        check_videos(lists, args.video_root, args.workers)
+    write_outputs(lists, args.out_dir, args.separator)
+    print(summary(lists, args.out_dir))
+    return lists

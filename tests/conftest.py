@@ -1,0 +1,91 @@
+"""Shared fixtures for the data pipeline tests: tiny synthetic videos, bad files, real files."""
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from cgnl_video.datasets.synthetic import generate_dataset, write_video
+
+SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+
+
+def _level(index: int) -> int:
+    return 20 + 5 * index
+
+
+@pytest.fixture
+def frame_level():
+    """Grey level of frame ``i`` of a ``make_video`` video (its frames are flat grey)."""
+    return _level
+
+
+@pytest.fixture
+def make_video(tmp_path):
+    """Writes a flat-grey H.264 mp4 whose frame ``i`` has grey level ``frame_level(i)``; returns its path."""
+
+    def make(name: str = "video.mp4", num_frames: int = 32, width: int = 64, height: int = 48) -> str:
+        levels = np.array([_level(i) for i in range(num_frames)], dtype=np.uint8)
+        frames = np.broadcast_to(levels[:, None, None, None], (num_frames, height, width, 3))
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_video(str(path), np.ascontiguousarray(frames))
+        return str(path)
+
+    return make
+
+
+@pytest.fixture
+def bad_videos(tmp_path, make_video):
+    """Undecodable files by kind: missing, empty, not a video, truncated, zero frames."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "text.mp4").write_text("this is not a video\n" * 50)
+    whole = Path(make_video("bad/whole.mp4")).read_bytes()
+    (folder / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
+    with av.open(str(folder / "zero_frames.mp4"), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+    names = ["missing", "empty", "text", "truncated", "zero_frames"]
+    return {name: str(folder / f"{name}.mp4") for name in names}
+
+
+@pytest.fixture
+def shared_video():
+    """Path of a real video from ``../shared/data/videos`` (see its SOURCES.md), or skip."""
+
+    def get(name: str) -> str:
+        path = SHARED_VIDEOS / name
+        if not path.is_file():
+            pytest.skip(f"{path} absent")
+        return str(path)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A tiny synthetic dataset (2 classes, 8/4/4 videos of 16 frames, 32x32) for engine runs."""
+    out = str(tmp_path_factory.mktemp("synthetic"))
+    generate_dataset(out, seed=3, counts={"train": 8, "val": 4, "test": 4}, num_classes=2,
+                     num_frames=16, height=32, width=32)
+    return out
+
+
+def tiny_opts(data_dir, output_dir, **extra):
+    """``KEY VALUE`` overrides for a tiny, fast run on ``data_dir`` writing to ``output_dir``."""
+    opts = {
+        "DATA.PATH_TO_DATA_DIR": data_dir, "DATA.PATH_PREFIX": data_dir,
+        "MODEL.NUM_CLASSES": 2, "RESNET.DEPTH": 18, "RESNET.WIDTH_PER_GROUP": 8,
+        "NONLOCAL.LOCATION": "[[],[0],[0],[]]", "CGNL.GROUPS": 2,
+        "DATA.NUM_FRAMES": 4, "DATA.SAMPLING_RATE": 2, "DATA.TRAIN_JITTER_SCALES": "[32,40]",
+        "DATA.TRAIN_CROP_SIZE": 32, "DATA.TEST_CROP_SIZE": 32, "DATA_LOADER.NUM_WORKERS": 0,
+        "TRAIN.BATCH_SIZE": 2, "TRAIN.LOG_PERIOD": 1, "SOLVER.BASE_LR": 0.05, "SOLVER.MAX_EPOCH": 2,
+        "TEST.NUM_ENSEMBLE_VIEWS": 2, "TEST.NUM_SPATIAL_CROPS": 3, "TEST.BATCH_SIZE": 2,
+        "TEST.MAX_VIEWS_PER_BATCH": 4, "OUTPUT_DIR": output_dir,
+    }
+    opts.update(extra)
+    return [str(v) for kv in opts.items() for v in kv]

@@ -1,0 +1,73 @@
+"""Clip index sampling: train (random), val (centre), test (K uniform clips), short videos."""
+
+import random
+
+import pytest
+
+from cgnl_video.datasets.sampling import clip_indices, clip_size, random_clip, uniform_clips
+
+
+def test_clip_size_is_span_of_the_sampled_frames():
+    assert clip_size(8, 8) == 57
+    assert clip_size(1, 5) == 1
+    with pytest.raises(ValueError):
+        clip_size(0, 2)
+    with pytest.raises(ValueError):
+        clip_size(4, -1)
+
+
+def test_stride_zero_repeats_one_frame_the_frame_level_control():
+    assert clip_size(8, 0) == 1
+    starts = set()
+    for _ in range(200):
+        clip = random_clip(40, 8, 0)
+        assert clip == [clip[0]] * 8
+        starts.add(clip[0])
+    assert len(starts) > 30  # still a random frame of the whole video
+    assert [c[0] for c in uniform_clips(40, 8, 0, 3)] == [0, 19, 39]
+
+
+def test_clip_indices_are_strided_and_clamped():
+    assert clip_indices(3, 4, 2, 100) == [3, 5, 7, 9]
+    assert clip_indices(3, 4, 2, 8) == [3, 5, 7, 7]
+    with pytest.raises(ValueError, match="0 frames"):
+        clip_indices(0, 4, 2, 0)
+
+
+def test_random_clip_covers_every_valid_start_uniformly():
+    random.seed(0)
+    num_frames, length, stride = 20, 4, 3  # clip_size 10: starts 0..10
+    starts = [random_clip(num_frames, length, stride)[0] for _ in range(2200)]
+    counts = [starts.count(s) for s in range(11)]
+    assert sum(counts) == len(starts)  # no start outside 0..10
+    assert min(counts) > 120 and max(counts) < 280  # about 200 each
+    clip = random_clip(num_frames, length, stride)
+    assert [b - a for a, b in zip(clip, clip[1:])] == [stride] * (length - 1)
+
+
+def test_random_clip_is_reproducible_with_the_random_seed():
+    random.seed(7)
+    first = [random_clip(300, 8, 8) for _ in range(5)]
+    random.seed(7)
+    assert [random_clip(300, 8, 8) for _ in range(5)] == first
+
+
+def test_short_video_clips_repeat_the_last_frame():
+    random.seed(0)
+    assert random_clip(5, 4, 2) == [0, 2, 4, 4]
+    assert uniform_clips(5, 4, 2, 3) == [[0, 2, 4, 4]] * 3
+    assert random_clip(1, 3, 8) == [0, 0, 0]
+
+
+def test_centre_clip_follows_pyslowfast():
+    # delta = 100 - 57 = 43, start = 43 // 2
+    assert uniform_clips(100, 8, 8, 1) == [list(range(21, 21 + 57, 8))]
+
+
+def test_test_clips_spread_from_start_to_end():
+    clips = uniform_clips(100, 4, 2, 3)  # clip_size 7, delta 93: starts 0, 46, 93
+    assert [clip[0] for clip in clips] == [0, 46, 93]
+    assert clips[-1][-1] == 99
+    assert len(uniform_clips(300, 8, 8, 10)) == 10
+    with pytest.raises(ValueError):
+        uniform_clips(100, 4, 2, 0)

@@ -1,0 +1,195 @@
+"""The Dataset and its loader: items per split, one-pass multi-view decoding, bad videos, seeding."""
+
+import logging
+import random
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from cgnl_video.config import get_cfg
+from cgnl_video.datasets import build_dataset, build_loader, video_dataset
+from cgnl_video.datasets.lists import ListFormatError, write_classes, write_video_list
+from cgnl_video.datasets.video_dataset import VideoLoadError
+
+NUM_FRAMES = 32  # of every make_video video here
+
+
+def normalised(level: float) -> float:
+    return (level / 255 - 0.45) / 0.225
+
+
+@pytest.fixture
+def make_data(tmp_path, make_video):
+    """Writes ``{split}.csv`` lists (with classes.txt) of given paths; returns a small config."""
+
+    def make(splits, num_classes=2):
+        for split, entries in splits.items():
+            write_video_list(str(tmp_path / f"{split}.csv"), entries)
+        write_classes(str(tmp_path / "classes.txt"), [f"class{i}" for i in range(num_classes)])
+        cfg = get_cfg()
+        cfg.DATA.PATH_TO_DATA_DIR = str(tmp_path)
+        cfg.DATA.PATH_PREFIX = str(tmp_path)
+        cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE = 4, 2
+        cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE = [36, 44], 32, 40
+        cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 2, 3
+        cfg.TRAIN.BATCH_SIZE, cfg.TEST.BATCH_SIZE = 2, 2
+        cfg.DATA_LOADER.NUM_WORKERS = 0
+        cfg.DATA.MAX_DECODE_RETRIES = 3
+        return cfg
+
+    return make
+
+
+@pytest.fixture
+def videos(make_video):
+    """Relative paths of 4 good videos (32 frames, 64x48)."""
+    for i in range(4):
+        make_video(f"videos/v{i}.mp4", num_frames=NUM_FRAMES)
+    return [f"videos/v{i}.mp4" for i in range(4)]
+
+
+def test_train_and_val_items(make_data, videos, frame_level):
+    cfg = make_data({"train": [(videos[0], 1)], "val": [(videos[0], 1)]})
+    train = build_dataset(cfg, "train")[0]
+    assert train["video"].shape == (3, 4, 32, 32) and train["video"].dtype == torch.float32
+    assert (train["label"], train["index"], train["skipped"]) == (1, 0, 0)
+    val = build_dataset(cfg, "val")
+    item = val[0]
+    assert item["video"].shape == (3, 4, 40, 40)
+    # centre clip: delta = 32 - 7 = 25, start 12 -> frames 12, 14, 16, 18
+    expected = torch.tensor([normalised(frame_level(i)) for i in (12, 14, 16, 18)])
+    assert torch.allclose(item["video"].mean(dim=(0, 2, 3)), expected, atol=0.05)
+    assert torch.equal(val[0]["video"], item["video"])
+
+
+def test_test_items_hold_all_views_clip_major(make_data, videos, frame_level):
+    cfg = make_data({"test": [(videos[0], 0), (videos[1], 1)]})
+    item = build_dataset(cfg, "test")[1]
+    assert item["video"].shape == (6, 3, 4, 40, 40)
+    assert (item["label"], item["index"], item["failed"], item["reason"]) == (1, 1, False, "")
+    # K = 2 clips: starts 0 and 25; views 0-2 show clip 0, views 3-5 clip 1
+    levels = item["video"].mean(dim=(1, 3, 4))
+    for view in range(6):
+        start = 0 if view < 3 else 25
+        expected = torch.tensor([normalised(frame_level(start + 2 * j)) for j in range(4)])
+        assert torch.allclose(levels[view], expected, atol=0.05)
+
+
+def test_test_items_decode_the_union_of_their_clips_once(make_data, videos, monkeypatch):
+    cfg = make_data({"test": [(videos[0], 0)]})
+    cfg.TEST.NUM_ENSEMBLE_VIEWS = 3  # starts 0, 12, 25: clips overlap
+    calls, original_open = [], video_dataset.open_video
+
+    def spying_open(*args, **kwargs):
+        video = original_open(*args, **kwargs)
+        get = video.get
+        video.get = lambda indices: calls.append(list(indices)) or get(indices)
+        return video
+
+    monkeypatch.setattr(video_dataset, "open_video", spying_open)
+    build_dataset(cfg, "test")[0]
+    assert calls == [[0, 2, 4, 6, 12, 14, 16, 18, 25, 27, 29, 31]]
+
+
+def test_the_decoding_backends_give_the_same_items(make_data, videos):
+    cfg = make_data({"val": [(videos[2], 0)]})
+    decord_item = build_dataset(cfg, "val")[0]
+    cfg.DATA.DECODING_BACKEND = "pyav"
+    pyav_item = build_dataset(cfg, "val")[0]
+    assert (decord_item["video"] - pyav_item["video"]).abs().mean() < 0.02
+
+
+def serve_all(dataset):
+    random.seed(0)
+    return [dataset[i] for i in range(len(dataset))]
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_bad_training_videos_are_logged_and_replaced(split, make_data, videos, bad_videos, caplog):
+    bad = list(bad_videos.values())
+    cfg = make_data({split: [(path, 0) for path in bad] + [(videos[3], 1)]})
+    cfg.DATA.MAX_DECODE_RETRIES = len(bad)
+    dataset = build_dataset(cfg, split)
+    with caplog.at_level(logging.WARNING):
+        items = serve_all(dataset)
+    assert all(item["label"] == 1 and item["index"] == len(bad) for item in items)
+    assert sum(item["skipped"] for item in items) >= len(bad)
+    assert sorted(dataset.failures) == sorted(bad)
+    for path in bad:
+        assert path in caplog.text
+    assert "file not found" in caplog.text
+
+
+def test_a_video_failing_part_way_is_replaced(make_data, videos, shared_video, caplog):
+    corrupted = shared_video("corrupted.mp4")
+    cfg = make_data({"train": [(corrupted, 0), (videos[0], 1)]})
+    cfg.DATA.SAMPLING_RATE = 16  # 49-frame clips: every clip of its 50 frames reaches frame 40
+    with caplog.at_level(logging.WARNING):
+        items = serve_all(build_dataset(cfg, "train"))
+    assert [item["index"] for item in items] == [1, 1]
+    assert items[0]["skipped"] == 1
+    assert f"{corrupted}: DECORDError" in caplog.text
+
+
+def test_too_many_bad_videos_raise_an_error_naming_them(make_data, bad_videos):
+    paths = list(bad_videos.values())
+    cfg = make_data({"train": [(path, 0) for path in paths]})
+    cfg.DATA.MAX_DECODE_RETRIES = 2
+    with pytest.raises(VideoLoadError, match="after 3 attempts") as info:
+        build_dataset(cfg, "train")[0]
+    assert paths[0] in str(info.value)
+    assert sum(path in str(info.value) for path in paths) == 3
+
+
+def test_failed_test_videos_are_reported_not_dropped(make_data, videos, bad_videos):
+    cfg = make_data({"test": [(videos[0], 0), (bad_videos["truncated"], 1)]})
+    dataset = build_dataset(cfg, "test")
+    bad = dataset[1]
+    assert bad["failed"] and bad["reason"].startswith(bad_videos["truncated"] + ": ")
+    assert bad["video"].shape == (6, 3, 4, 40, 40) and not bad["video"].any()
+    batch = default_collate([dataset[0], bad])
+    assert batch["video"].shape == (2, 6, 3, 4, 40, 40)
+    assert batch["failed"].tolist() == [False, True] and batch["index"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [("videos/v0.mp4", "missing label"), ("videos/v0.mp4 one", "non-integer label"), ("videos/v0.mp4 2", "outside")],
+)
+def test_malformed_list_lines_fail_at_construction(line, reason, make_data, videos, tmp_path):
+    cfg = make_data({"train": [(videos[0], 0)]})
+    (tmp_path / "train.csv").write_text(f"{videos[1]} 1\n{line}\n")
+    with pytest.raises(ListFormatError, match=rf"train\.csv:2: .*{reason}"):
+        build_dataset(cfg, "train")
+
+
+def test_an_empty_list_is_an_error(make_data, tmp_path):
+    cfg = make_data({"train": []})
+    with pytest.raises(ValueError, match="no videos"):
+        build_dataset(cfg, "train")
+
+
+def test_loaders_batch_shuffle_and_drop_by_split(make_data, videos):
+    entries = [(path, 0) for path in videos] + [(videos[0], 1)]  # 5 videos
+    cfg = make_data({"train": entries, "test": entries})
+    cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 1, 1
+    train = list(build_loader(cfg, "train"))
+    assert [len(b["index"]) for b in train] == [2, 2]  # the fifth video is dropped
+    test = list(build_loader(cfg, "test"))
+    assert torch.cat([b["index"] for b in test]).tolist() == [0, 1, 2, 3, 4]
+    assert test[0]["video"].shape == (2, 1, 3, 4, 40, 40)
+
+
+def _epoch(cfg):
+    return [(b["index"], b["video"]) for b in build_loader(cfg, "train")]
+
+
+def test_loaders_with_the_same_seed_yield_the_same_batches(make_data, videos):
+    cfg = make_data({"train": [(path, i % 2) for i, path in enumerate(videos)]})
+    cfg.DATA_LOADER.NUM_WORKERS = 2
+    first, second = _epoch(cfg), _epoch(cfg)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, second))
+    cfg.RNG_SEED = 2
+    other = _epoch(cfg)
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, other))

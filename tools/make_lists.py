@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""Writes train/val/test list files and classes.txt for UCF101, Mini-Kinetics-200 or any
+``<class>/<video>`` folder; ``tools/make_lists.py {ucf101,minikinetics,folder} --help``."""
+
+import sys
+
+from cgnl_video.datasets.list_makers import main
+
+if __name__ == "__main__":
+    sys.exit(main())
