@@ -8,6 +8,8 @@ import sys
 
 from conftest import tiny_opts
 
+TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
+
 
 def free_port():
     with socket.socket() as sock:
@@ -32,3 +34,14 @@ def test_two_processes_see_disjoint_data_and_end_with_identical_weights(data_dir
     assert len(first | second) == 8  # the whole train list (8 videos), split in two
     assert ranks[0]["checksum"] == ranks[1]["checksum"]
     assert os.path.exists(os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth"))
+
+    torchrun = command[:command.index(os.path.join(os.path.dirname(__file__), "ddp_worker.py"))]
+    torchrun[torchrun.index("--master_port") + 1] = str(free_port())
+    test = subprocess.run([*torchrun, os.path.join(TOOLS, "test_net.py"), *opts],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert test.stdout.count("test top1") == 1  # rank 0 reports
+    results = json.loads(open(os.path.join(out, "test_results.json")).read())
+    assert results["num_videos"] == results["num_tested"] == 4  # each video once over 2 ranks
+    with open(os.path.join(out, "predictions.csv")) as handle:
+        assert len(handle.readlines()) == 1 + 4

@@ -40,7 +40,10 @@ def test_summary_has_one_row_per_config(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = result.stdout.splitlines()[2:]
     assert [r.split("|")[1].strip() for r in rows] == ["base", "cgnl"]
-    assert float(rows[1].split("|")[2]) > float(rows[0].split("|")[2])
+    assert float(rows[1].split("|")[2]) > float(rows[0].split("|")[2])  # params
+    assert [r.split("|")[3].strip() for r in rows] == ["8x224x224"] * 2
+    assert [r.split("|")[5].strip() for r in rows] == ["8x64x64"] * 2
+    assert float(rows[1].split("|")[6]) > float(rows[0].split("|")[6])  # GFLOPs at the test view
 
 
 @pytest.mark.parametrize("opts, key", [(["CGNL.GROUP", "4"], "CGNL.GROUP"),

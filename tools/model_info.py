@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cgnl_video.config import load_config  # noqa: E402
 from cgnl_video.config.cli import config_from_args, default_parser, run_tool  # noqa: E402
-from cgnl_video.models.report import stage_report, summary_header, summary_row  # noqa: E402
+from cgnl_video.models.report import SUMMARY_HEADER, stage_report, summary_row  # noqa: E402
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
     if not paths:
         sys.exit(f"{args.summary}: no .yaml config files")
     configs = [(path, load_config(path, args.opts)) for path in paths]
-    print("\n".join(summary_header(configs[0][1])))
+    print("\n".join(SUMMARY_HEADER))
     for path, cfg in configs:
         print(summary_row(os.path.splitext(os.path.basename(path))[0], cfg))
 

@@ -21,11 +21,11 @@ def main():
     args = default_parser(__doc__.strip().splitlines()[0]).parse_args()
     try:
         summary = train(config_from_args(args)).val
+        if summary is not None and du.is_main_process():
+            print(f"val top1 {summary['top1']:.4f} top5 {summary['top5']:.4f} "
+                  f"mean class acc {summary['mean_class_acc']:.4f}")
     finally:
         du.cleanup()
-    if summary is not None and du.is_main_process():
-        print(f"val top1 {summary['top1']:.4f} top5 {summary['top5']:.4f} "
-              f"mean class acc {summary['mean_class_acc']:.4f}")
 
 
 if __name__ == "__main__":

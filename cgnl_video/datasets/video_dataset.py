@@ -151,8 +151,8 @@ def build_loader(cfg: CfgNode, split: str) -> DataLoader:
 
     train: ``TRAIN.BATCH_SIZE``, shuffled, last partial batch dropped; val:
     ``TRAIN.BATCH_SIZE``; test: ``TEST.BATCH_SIZE`` (both in list order, all kept).
-    Under torchrun the train and val sets are split across processes by a
-    ``DistributedSampler`` (disjoint shards). Reproducible for a fixed ``RNG_SEED``: call
+    Under torchrun the sets are split across processes: train and val by a
+    ``DistributedSampler`` (disjoint shards), test video ``i`` to process ``i % world_size``. Reproducible for a fixed ``RNG_SEED``: call
     :func:`set_loader_epoch` before each epoch; the shuffle and the workers' base seed then
     depend only on (``RNG_SEED``, epoch), and each worker seeds torch, ``random`` and NumPy
     from its own seed. With ``DATA_LOADER.NUM_WORKERS = 0`` the augmentations draw from the
@@ -161,8 +161,11 @@ def build_loader(cfg: CfgNode, split: str) -> DataLoader:
     train = split == "train"
     dataset = build_dataset(cfg, split)
     sampler = None
-    if split != "test" and dist.is_available() and dist.is_initialized():
-        sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.RNG_SEED, drop_last=train)
+    if dist.is_available() and dist.is_initialized():
+        if split == "test":  # every video exactly once over all processes (no padding)
+            sampler = list(range(dist.get_rank(), len(dataset), dist.get_world_size()))
+        else:
+            sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.RNG_SEED, drop_last=train)
     generator = torch.Generator()
     generator.manual_seed(cfg.RNG_SEED)
     loader = DataLoader(

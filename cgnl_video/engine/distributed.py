@@ -49,6 +49,15 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def gather_lists(items: list) -> list:
+    """The concatenation of every process's ``items`` (picklable), in rank order."""
+    if not is_distributed():
+        return items
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, items)
+    return [item for part in gathered for item in part]
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

@@ -4,7 +4,8 @@ A test item holds all V = K x S views of one video (``V x C x T x H x W``); they
 through the model in chunks of at most ``TEST.MAX_VIEWS_PER_BATCH``; the views'
 softmax scores are combined with ``TEST.ENSEMBLE_METHOD`` (sum or max). Videos that
 could not be decoded are reported in ``failed`` with their reason, never dropped
-silently. Outputs in ``OUTPUT_DIR``: ``test_results.json``, ``predictions.csv``
+silently. Under torchrun each process tests a share of the videos and rank 0 gathers
+the results. Outputs in ``OUTPUT_DIR``: ``test_results.json``, ``predictions.csv``
 (path, label, top-5 classes and scores), ``confusion_matrix.png``.
 """
 
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from cgnl_video.datasets import build_loader
 from cgnl_video.engine import checkpoint as ckpt
+from cgnl_video.engine import distributed as du
 from cgnl_video.engine.meters import ClassificationMeter, aggregate_views
 from cgnl_video.engine.precision import autocast_context
 from cgnl_video.engine.reporting import plot_confusion_matrix
@@ -97,7 +99,7 @@ def run_test(cfg: CfgNode) -> Dict:
     records = {record.index: record for record in loader.dataset.records}
     meter = ClassificationMeter(cfg.MODEL.NUM_CLASSES)
     failed, rows = [], []
-    for batch in tqdm(loader, desc="test", dynamic_ncols=True):
+    for batch in tqdm(loader, desc="test", dynamic_ncols=True, disable=not du.is_main_process()):
         for views, label, index, is_failed, reason in zip(
             batch["video"], batch["label"], batch["index"], batch["failed"], batch["reason"]
         ):
@@ -110,9 +112,12 @@ def run_test(cfg: CfgNode) -> Dict:
             top = scores.topk(min(5, len(scores)))
             rows.append({"path": record.path, "label": int(label),
                          "top5": top.indices.tolist(), "scores": top.values.tolist()})
+    meter.confusion = du.all_reduce_sum(meter.confusion)
+    meter.top5_hits = int(du.all_reduce_sum(torch.tensor(meter.top5_hits)))
+    rows, failed = du.gather_lists(rows), du.gather_lists(failed)
     results = {
         **meter.summary(),
-        "num_videos": len(records),
+        "num_videos": len(loader.dataset),
         "num_tested": meter.count,
         "num_failed": len(failed),
         "failed": failed,
@@ -121,7 +126,8 @@ def run_test(cfg: CfgNode) -> Dict:
         "ensemble_method": cfg.TEST.ENSEMBLE_METHOD,
         "checkpoint": path,
     }
-    write_outputs(cfg, results, rows, meter, class_names)
+    if du.is_main_process():
+        write_outputs(cfg, results, rows, meter, class_names)
     return results
 
 

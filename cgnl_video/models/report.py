@@ -18,23 +18,24 @@ def view_shapes(cfg: CfgNode):
     )
 
 
+def _shape_text(shape) -> str:
+    return "x".join(map(str, shape[1:]))
+
+
 def summary_row(name: str, cfg: CfgNode) -> str:
     """One Markdown row: name, params (M), GFLOPs of a train crop and of a test view."""
     model = build_model(cfg)
     train, test = view_shapes(cfg)
     return (
-        f"| {name} | {count_params(model) / 1e6:.2f} | {count_gflops(model, train):.1f} "
-        f"| {count_gflops(model, test):.1f} |"
+        f"| {name} | {count_params(model) / 1e6:.2f} | {_shape_text(train)} | "
+        f"{count_gflops(model, train):.1f} | {_shape_text(test)} | {count_gflops(model, test):.1f} |"
     )
 
 
-def summary_header(cfg: CfgNode) -> List[str]:
-    train, test = view_shapes(cfg)
-    return [
-        f"| config | params (M) | GFLOPs {'x'.join(map(str, train[1:]))} "
-        f"| GFLOPs {'x'.join(map(str, test[1:]))} |",
-        "|---|---:|---:|---:|",
-    ]
+SUMMARY_HEADER = (
+    "| config | params (M) | train crop (T x H x W) | GFLOPs | test view | GFLOPs |",
+    "|---|---:|---|---:|---|---:|",
+)
 
 
 def stage_report(cfg: CfgNode) -> str:
