@@ -1,0 +1,155 @@
+"""``tools/benchmark.py`` and ``cgnl_video.benchmarks``: timing helper, report section, ``blocks``.
+
+No timing assertions: only the structure of what is measured and written.
+"""
+
+import importlib.util
+import stat
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from cgnl_video.benchmarks import blocks, update_section
+from cgnl_video.benchmarks.timing import (
+    CpuSnapshot,
+    Measurement,
+    measure,
+    others_cpu_share,
+    paired_ratio,
+    peak_memory_bytes,
+    time_interleaved,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+CANDIDATES = [
+    "CGNL floor", "CGNL dot", "CGNL gaussian", "CGNL embedded_gaussian", "NL", "NL pool 1x2x2"
+]
+
+
+@pytest.fixture(scope="module")
+def tool():
+    """``tools/benchmark.py`` loaded as a module."""
+    spec = importlib.util.spec_from_file_location("benchmark_tool", ROOT / "tools" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def counting_candidates(names, calls):
+    """Candidates that record their name in ``calls`` when called."""
+    return {name: (lambda name=name: calls.append(name)) for name in names}
+
+
+def test_time_interleaved_rotates_the_order_each_round():
+    calls = []
+    samples = time_interleaved(counting_candidates("abc", calls), 4, CPU)
+    assert "".join(calls) == "abc" + "bca" + "cab" + "abc"
+    assert {name: len(times) for name, times in samples.items()} == {"a": 4, "b": 4, "c": 4}
+    assert all(time >= 0 for times in samples.values() for time in times)
+
+
+def test_measure_returns_the_median_of_every_candidate():
+    calls = []
+    results = measure(counting_candidates(["x", "y"], calls), CPU, max_rounds=5, budget_s=1e9)
+    assert list(results) == ["x", "y"]
+    for result in results.values():
+        assert len(result.samples_s) == 5
+        assert result.median_s == statistics.median(result.samples_s)
+        assert result.peak_bytes >= 0
+    # One memory / warm-up round, then the 5 timed ones.
+    assert Counter(calls) == {"x": 6, "y": 6}
+
+
+def test_measure_budget_cuts_rounds_down_to_the_minimum():
+    results = measure(counting_candidates(["x"], []), CPU, max_rounds=50, budget_s=0.0, min_rounds=2)
+    assert len(results["x"].samples_s) == 2
+    with pytest.raises(ValueError):
+        measure(counting_candidates(["x"], []), CPU, max_rounds=1, budget_s=1.0, min_rounds=2)
+
+
+def test_paired_ratio_is_the_median_of_the_per_round_ratios():
+    slow = Measurement(median_s=4.0, samples_s=[2.0, 9.0, 4.0], peak_bytes=0)
+    fast = Measurement(median_s=2.0, samples_s=[1.0, 3.0, 2.0], peak_bytes=0)
+    assert paired_ratio(slow, fast) == 2.0  # per round: 2, 3, 2
+    with pytest.raises(ValueError):
+        paired_ratio(slow, Measurement(median_s=1.0, samples_s=[1.0], peak_bytes=0))
+
+
+def test_others_cpu_share_leaves_out_this_process():
+    start, end = CpuSnapshot(10.0, 20.0, 1.0), CpuSnapshot(16.0, 30.0, 3.0)
+    assert others_cpu_share(start, end) == pytest.approx(0.4)  # (6 busy - 2 ours) / 10
+    assert others_cpu_share(CpuSnapshot(None, None, 1.0), end) is None
+
+
+def test_cpu_peak_memory_counts_what_the_call_allocates_at_once():
+    held = torch.ones(1 << 22)  # allocated before the call: not counted
+
+    def call():
+        a = torch.ones(1 << 20)  # 4 MiB
+        b = torch.ones(1 << 21)  # 8 MiB, 12 MiB live together
+        del a, b
+        return torch.ones(1 << 18) + held[: 1 << 18]  # 1 MiB (+ 1 MiB temporary)
+
+    peak = peak_memory_bytes(call, CPU)
+    assert 12 * 2**20 <= peak < 13 * 2**20
+
+
+def test_update_section_rewrites_only_its_own_section(tmp_path):
+    path = tmp_path / "PERFORMANCE.md"
+    path.write_text("# Performance\n\nHand-written notes.\n")
+    update_section(path, "blocks-cpu", "first run")
+    update_section(path, "data-cpu", "data run")
+    update_section(path, "blocks-cpu", "second run")
+    text = path.read_text()
+    assert text.startswith("# Performance\n\nHand-written notes.\n")
+    assert text.count("<!-- blocks-cpu:begin -->") == 1
+    assert "second run" in text and "first run" not in text
+    assert text.index("second run") < text.index("data run")
+    assert [p.name for p in tmp_path.iterdir()] == ["PERFORMANCE.md"]  # no temporary left behind
+
+
+def test_blocks_writes_the_tables_and_prints_them(tool, tmp_path, capsys):
+    out = tmp_path / "docs" / "PERFORMANCE.md"
+    argv = ["blocks", "--shapes", "2x4x4", "1x2x2", "--channels", "32", "--repeats", "2"]
+    argv += ["--out", str(out)]
+    tool.main(argv)
+    text = out.read_text()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    printed = capsys.readouterr().out
+    assert printed.strip() in text
+    assert f"`python tools/benchmark.py {' '.join(argv)}`" in text
+
+    rows = [
+        line.strip("| ").split(" | ")
+        for line in text.splitlines()
+        if line.startswith("| 2x4x4 | 32 / 16 |")
+    ]
+    timing_rows = [row for row in rows if len(row) == 8]
+    assert [row[2] for row in timing_rows] == CANDIDATES
+    assert all(row[7] == "2 / 2" for row in timing_rows)
+    assert all(float(cell) > 0 for row in timing_rows for cell in (row[3], row[5]))
+    ratio_rows = [row for row in rows if len(row) == 7]
+    assert [row[2] for row in ratio_rows] == ["dot", "gaussian", "embedded_gaussian"]
+    # The growth check orders the cases by T x H x W.
+    assert "- CGNL dot / NL at C=32, fwd, by T x H x W: 1x2x2 " in text
+
+
+def test_blocks_rejects_a_malformed_shape(tool):
+    with pytest.raises(SystemExit):
+        tool.main(["blocks", "--shapes", "8x14"])
+
+
+def test_missing_benchmark_module_is_skipped_but_a_broken_one_fails(tool, monkeypatch):
+    assert tool.benchmark_module("blocks") is blocks
+    assert tool.benchmark_module("not_written_yet") is None
+
+    def import_needing_a_missing_dependency(name):
+        raise ModuleNotFoundError("No module named 'decord'", name="decord")
+
+    monkeypatch.setattr(tool.importlib, "import_module", import_needing_a_missing_dependency)
+    with pytest.raises(ModuleNotFoundError):
+        tool.benchmark_module("data")
