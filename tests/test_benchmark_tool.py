@@ -153,3 +153,10 @@ def test_missing_benchmark_module_is_skipped_but_a_broken_one_fails(tool, monkey
     monkeypatch.setattr(tool.importlib, "import_module", import_needing_a_missing_dependency)
     with pytest.raises(ModuleNotFoundError):
         tool.benchmark_module("data")
+
+
+def test_machine_description_names_the_tuning_environment(monkeypatch):
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert "MALLOC_ARENA_MAX" not in blocks.machine_description(CPU)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert "MALLOC_ARENA_MAX=2" in blocks.machine_description(CPU)

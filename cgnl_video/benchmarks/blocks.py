@@ -53,6 +53,9 @@ DEFAULT_CHANNELS = (1024, 512)
 TARGET_CASE = ((8, 14, 14), 1024)
 TARGET_FLOOR_RATIO = 1.10
 TARGET_NL_RATIO = 0.6
+# Environment variables (name prefixes) that change CPU speed: glibc malloc, preloaded
+# allocators, OpenMP / MKL threading.
+TUNING_ENV_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "OMP_", "KMP_", "MKL_")
 
 
 @dataclass(frozen=True)
@@ -256,8 +259,14 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _tuning_environment() -> str:
+    """The set environment variables that change CPU speed (allocator, OpenMP, MKL), if any."""
+    names = sorted(name for name in os.environ if name.startswith(TUNING_ENV_PREFIXES))
+    return "; " + ", ".join(f"{name}={os.environ[name]}" for name in names) if names else ""
+
+
 def machine_description(device: torch.device) -> str:
-    """The device and software the numbers come from."""
+    """The device, software and tuning environment variables the numbers come from."""
     if device.type == "cuda":
         hardware = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
     else:
@@ -265,7 +274,7 @@ def machine_description(device: torch.device) -> str:
         hardware = f"{_cpu_model()}, {os.cpu_count()} logical CPUs, {threads} torch threads"
     return (
         f"{hardware}; torch {torch.__version__}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}{_tuning_environment()}"
     )
 
 

@@ -69,12 +69,10 @@ def compact_generalized_nonlocal(
             continue
         weighted = g if p == 0 else power * g
         moments.append(weighted.sum(-1, keepdim=True) * coef)
-    # Horner's scheme: y = ((m_P t + m_{P-1}) t + ...) t + m_0.
+    # Horner's scheme: y = ((m_P t + m_{P-1}) t + ...) t + m_0, one fused pass a step.
     out = moments[-1]
     for p in range(len(moments) - 2, -1, -1):
-        out = out * theta
-        if moments[p] is not None:
-            out = out + moments[p]
+        out = out * theta if moments[p] is None else torch.addcmul(moments[p], out, theta)
     return out.expand_as(theta)
 
 

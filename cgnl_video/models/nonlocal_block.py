@@ -74,10 +74,9 @@ class NonLocalBlock(nn.Module):
         if self.pool is not None:
             phi, g = self.pool(phi), self.pool(g)
         inner = theta.shape[1]
-        # B x N x inner queries; B x N' x inner keys and values.
-        query = theta.reshape(b, inner, -1).transpose(1, 2)
-        key = phi.reshape(b, inner, -1).transpose(1, 2)
-        value = g.reshape(b, inner, -1).transpose(1, 2)
+        # B x N x inner queries; B x N' x inner keys and values (contiguous, so that
+        # scaled_dot_product_attention takes its memory-efficient kernel).
+        query, key, value = (v.reshape(b, inner, -1).transpose(1, 2).contiguous() for v in (theta, phi, g))
         if self.kernel == "embedded_gaussian":
             y = F.scaled_dot_product_attention(query, key, value)
         else:
