@@ -13,10 +13,12 @@ import pytest
 import torch
 from conftest import tiny_opts
 
+from cgnl_video.datasets.decoders import open_video
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
 TOOLS = os.path.join(ROOT, "tools")
+CONFIG_STUB = os.path.join(ROOT, "configs", "demo", "synthetic_cgnl.yaml")
 
 
 def run(tool, opts, check=True):
@@ -59,6 +61,18 @@ def test_train_resume_and_multiview_test(data_dir, tmp_path):
     with open(os.path.join(out, "predictions.csv")) as handle:
         assert len(handle.readlines()) == 1 + 4
     assert os.path.getsize(os.path.join(out, "confusion_matrix.png")) > 0
+
+    video = os.path.join(data_dir, open(os.path.join(data_dir, "test.csv")).readline().split()[0])
+    labelled = str(tmp_path / "labelled.mp4")
+    predicted = run("predict.py", ["--cfg", CONFIG_STUB, video, "--out-video",
+                                   labelled, *tiny_opts(data_dir, out)])
+    lines = predicted.stdout.splitlines()
+    assert lines[0] == video
+    scores = [float(line.split()[0]) for line in lines[1:3]]
+    assert {line.split()[1] for line in lines[1:3]} == {"move_left", "move_right"}
+    assert sum(scores) == pytest.approx(1.0, abs=1e-3) and scores[0] >= scores[1]
+    with open_video(labelled, "pyav") as written, open_video(video, "pyav") as source:
+        assert written.num_frames == source.num_frames
 
 
 def test_test_reports_undecodable_videos(data_dir, tmp_path):

@@ -34,7 +34,7 @@ def parse_args():
     parser.add_argument("--out-video", help="write the first video here with its predictions drawn")
     parser.add_argument("items", nargs="+", metavar="VIDEO [KEY VALUE ...]",
                         help="video files, then optional config overrides")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # options may also follow the videos
     # Everything from the first config key (e.g. TEST.NUM_ENSEMBLE_VIEWS) on is overrides.
     split = next((i for i, item in enumerate(args.items) if CONFIG_KEY.match(item)), len(args.items))
     args.videos, args.opts = args.items[:split], args.items[split:]
