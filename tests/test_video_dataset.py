@@ -181,6 +181,15 @@ def test_loaders_batch_shuffle_and_drop_by_split(make_data, videos):
     assert test[0]["video"].shape == (2, 1, 3, 4, 40, 40)
 
 
+def test_fully_convolutional_test_batches_hold_one_video_of_its_own_shape(make_data, make_video):
+    make_video("videos/wide.mp4", num_frames=NUM_FRAMES, width=96, height=48)
+    make_video("videos/tall.mp4", num_frames=NUM_FRAMES, width=48, height=64)
+    cfg = make_data({"test": [("videos/wide.mp4", 0), ("videos/tall.mp4", 1)]})
+    cfg.TEST.FULLY_CONVOLUTIONAL = True
+    shapes = [tuple(b["video"].shape) for b in build_loader(cfg, "test")]
+    assert shapes == [(1, 2, 3, 4, 40, 80), (1, 2, 3, 4, 53, 40)]
+
+
 def _epoch(cfg):
     return [(b["index"], b["video"]) for b in build_loader(cfg, "train")]
 

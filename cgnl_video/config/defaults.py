@@ -129,7 +129,7 @@ _C.TRAIN.LOG_PERIOD = 10
 # Testing (multi-view)
 # ---------------------------------------------------------------------------
 _C.TEST = CfgNode()
-# Videos per test batch (each video carries all of its views).
+# Videos per test batch (each video carries all of its views); 1 with FULLY_CONVOLUTIONAL.
 _C.TEST.BATCH_SIZE = 8
 # K: clips per test video, spread uniformly over it.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 10

@@ -146,11 +146,19 @@ def _seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
+def _batch_size(cfg: CfgNode, split: str) -> int:
+    """Videos per batch; 1 for fully convolutional tests, whose views differ in size per video."""
+    if split != "test":
+        return cfg.TRAIN.BATCH_SIZE
+    return 1 if cfg.TEST.FULLY_CONVOLUTIONAL else cfg.TEST.BATCH_SIZE
+
+
 def build_loader(cfg: CfgNode, split: str) -> DataLoader:
     """DataLoader over ``build_dataset(cfg, split)``.
 
     train: ``TRAIN.BATCH_SIZE``, shuffled, last partial batch dropped; val:
-    ``TRAIN.BATCH_SIZE``; test: ``TEST.BATCH_SIZE`` (both in list order, all kept).
+    ``TRAIN.BATCH_SIZE``; test: ``TEST.BATCH_SIZE`` (1 with ``TEST.FULLY_CONVOLUTIONAL``: whole
+    frames of different aspect ratios do not stack) (both in list order, all kept).
     Under torchrun the sets are split across processes: train and val by a
     ``DistributedSampler`` (disjoint shards), test video ``i`` to process ``i % world_size``. Reproducible for a fixed ``RNG_SEED``: call
     :func:`set_loader_epoch` before each epoch; the shuffle and the workers' base seed then
@@ -170,7 +178,7 @@ def build_loader(cfg: CfgNode, split: str) -> DataLoader:
     generator.manual_seed(cfg.RNG_SEED)
     loader = DataLoader(
         dataset,
-        batch_size=cfg.TEST.BATCH_SIZE if split == "test" else cfg.TRAIN.BATCH_SIZE,
+        batch_size=_batch_size(cfg, split),
         shuffle=train and sampler is None,
         sampler=sampler,
         drop_last=train,
