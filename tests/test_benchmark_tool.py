@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cgnl_video.benchmarks import blocks, update_section
+from cgnl_video.benchmarks import blocks, timing, update_section
 from cgnl_video.benchmarks.timing import (
     CpuSnapshot,
     Measurement,
@@ -157,6 +157,6 @@ def test_missing_benchmark_module_is_skipped_but_a_broken_one_fails(tool, monkey
 
 def test_machine_description_names_the_tuning_environment(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    assert "MALLOC_ARENA_MAX" not in blocks.machine_description(CPU)
+    assert "MALLOC_ARENA_MAX" not in timing.machine_description(CPU)
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
-    assert "MALLOC_ARENA_MAX=2" in blocks.machine_description(CPU)
+    assert "MALLOC_ARENA_MAX=2" in timing.machine_description(CPU)

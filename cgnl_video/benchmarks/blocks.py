@@ -20,8 +20,6 @@ initialisation; values do not change the work done.
 
 import argparse
 import datetime
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from cgnl_video.benchmarks import markdown_table, update_section
 from cgnl_video.benchmarks.timing import (
     Measurement,
     cpu_snapshot,
+    machine_description,
     measure,
     others_cpu_share,
     paired_ratio,
@@ -53,9 +52,6 @@ DEFAULT_CHANNELS = (1024, 512)
 TARGET_CASE = ((8, 14, 14), 1024)
 TARGET_FLOOR_RATIO = 1.10
 TARGET_NL_RATIO = 0.6
-# Environment variables (name prefixes) that change CPU speed: glibc malloc, preloaded
-# allocators, OpenMP / MKL threading.
-TUNING_ENV_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "OMP_", "KMP_", "MKL_")
 
 
 @dataclass(frozen=True)
@@ -246,36 +242,6 @@ def target_lines(results: Results) -> List[str]:
         if sum(case.channels == channels for case in results) > 1:
             lines += _growth_lines(results, channels)
     return lines
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _tuning_environment() -> str:
-    """The set environment variables that change CPU speed (allocator, OpenMP, MKL), if any."""
-    names = sorted(name for name in os.environ if name.startswith(TUNING_ENV_PREFIXES))
-    return "; " + ", ".join(f"{name}={os.environ[name]}" for name in names) if names else ""
-
-
-def machine_description(device: torch.device) -> str:
-    """The device, software and tuning environment variables the numbers come from."""
-    if device.type == "cuda":
-        hardware = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
-    else:
-        threads = torch.get_num_threads()
-        hardware = f"{_cpu_model()}, {os.cpu_count()} logical CPUs, {threads} torch threads"
-    return (
-        f"{hardware}; torch {torch.__version__}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}{_tuning_environment()}"
-    )
 
 
 def _load_note(others_share: Optional[float]) -> str:

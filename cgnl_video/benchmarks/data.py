@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from cgnl_video.benchmarks import markdown_table, update_section
-from cgnl_video.benchmarks.blocks import machine_description
+from cgnl_video.benchmarks.timing import machine_description
 from cgnl_video.benchmarks.timing import Measurement, measure
 from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides

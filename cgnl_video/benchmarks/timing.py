@@ -30,6 +30,7 @@ penalises candidates with many small ops most. :func:`cpu_snapshot` and
 
 import contextlib
 import os
+import platform
 import statistics
 import sys
 import time
@@ -188,3 +189,38 @@ def paired_ratio(numerator: Measurement, denominator: Measurement) -> float:
     if len(numerator.samples_s) != len(denominator.samples_s):
         raise ValueError("paired ratios need measurements from the same rounds")
     return statistics.median(a / b for a, b in zip(numerator.samples_s, denominator.samples_s))
+
+
+# Environment variables (name prefixes) that change CPU speed: glibc malloc, preloaded
+# allocators, OpenMP / MKL threading.
+TUNING_ENV_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "OMP_", "KMP_", "MKL_")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _tuning_environment() -> str:
+    """The set environment variables that change CPU speed (allocator, OpenMP, MKL), if any."""
+    names = sorted(name for name in os.environ if name.startswith(TUNING_ENV_PREFIXES))
+    return "; " + ", ".join(f"{name}={os.environ[name]}" for name in names) if names else ""
+
+
+def machine_description(device: torch.device) -> str:
+    """The device, software and tuning environment variables the numbers come from."""
+    if device.type == "cuda":
+        hardware = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+    else:
+        threads = torch.get_num_threads()
+        hardware = f"{_cpu_model()}, {os.cpu_count()} logical CPUs, {threads} torch threads"
+    return (
+        f"{hardware}; torch {torch.__version__}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}{_tuning_environment()}"
+    )
