@@ -29,3 +29,12 @@ def test_aggregation_sum_and_max():
     assert aggregate_views(views, "max").tolist() == pytest.approx([0.6, 1.0])
     with pytest.raises(ValueError, match="median"):
         aggregate_views(views, "median")
+
+
+def test_reduce_replaces_every_count():
+    meter = ClassificationMeter(2)
+    meter.update(torch.tensor([[0.9, 0.1], [0.8, 0.2]]), torch.tensor([0, 1]))
+    before = meter.summary()
+    meter.reduce(lambda counts: counts * 3)  # as if three processes saw the same videos
+    assert meter.count == 6 and meter.top5_hits == 6
+    assert meter.summary() == before

@@ -3,7 +3,7 @@
 Nothing here knows about decoders or files: scores in, numbers out.
 """
 
-from typing import Dict, Sequence
+from typing import Callable, Dict, Sequence
 
 import torch
 
@@ -40,6 +40,11 @@ class ClassificationMeter:
         index = labels * self.num_classes + predictions
         self.confusion += torch.bincount(index, minlength=self.num_classes**2).view_as(self.confusion)
         self.top5_hits += topk_correct(scores, labels, (5,))[5]
+
+    def reduce(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Replaces the counts with ``reduce_sum`` of them (e.g. summed over processes)."""
+        self.confusion = reduce_sum(self.confusion)
+        self.top5_hits = int(reduce_sum(torch.tensor(self.top5_hits)))
 
     @property
     def count(self) -> int:

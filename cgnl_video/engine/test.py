@@ -112,8 +112,7 @@ def run_test(cfg: CfgNode) -> Dict:
             top = scores.topk(min(5, len(scores)))
             rows.append({"path": record.path, "label": int(label),
                          "top5": top.indices.tolist(), "scores": top.values.tolist()})
-    meter.confusion = du.all_reduce_sum(meter.confusion)
-    meter.top5_hits = int(du.all_reduce_sum(torch.tensor(meter.top5_hits)))
+    meter.reduce(du.all_reduce_sum)
     rows, failed = du.gather_lists(rows), du.gather_lists(failed)
     results = {
         **meter.summary(),

@@ -9,6 +9,7 @@ train, validate every ``TRAIN.EVAL_PERIOD`` epochs, checkpoint every
 """
 
 import logging
+import math
 import os
 import time
 from typing import Dict, NamedTuple, Optional
@@ -104,9 +105,10 @@ def train_epoch(cfg, model, loader, optimizer, scheduler, scaler, epoch, device,
         with autocast_context(cfg, device):
             logits = model(clips)
             loss = criterion(logits.float(), labels)
-        if not torch.isfinite(loss):
+        loss_value = loss.item()  # one device sync per iteration
+        if not math.isfinite(loss_value):
             raise NonFiniteLossError(
-                f"loss is {loss.item()} at epoch {epoch + 1}, iteration {iteration + 1}; "
+                f"loss is {loss_value} at epoch {epoch + 1}, iteration {iteration + 1}; "
                 f"the last good checkpoint is kept in {ckpt.checkpoint_dir(cfg.OUTPUT_DIR)}"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -119,14 +121,14 @@ def train_epoch(cfg, model, loader, optimizer, scheduler, scaler, epoch, device,
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         batch_size = labels.shape[0]
-        totals += torch.tensor([loss.item() * batch_size,
+        totals += torch.tensor([loss_value * batch_size,
                                 (logits.argmax(1) == labels).sum().item(), batch_size])
         clips_per_s = totals[2].item() * du.world_size() / (time.perf_counter() - start)
-        progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", clips_s=f"{clips_per_s:.1f}")
+        progress.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", clips_s=f"{clips_per_s:.1f}")
         if du.is_main_process() and (iteration + 1) % cfg.TRAIN.LOG_PERIOD == 0:
             step = epoch * len(loader) + iteration + 1
             writer.write({"type": "train_iter", "epoch": epoch + 1, "iter": iteration + 1,
-                          "loss": loss.item(), "lr": lr, "clips_per_s": clips_per_s}, step)
+                          "loss": loss_value, "lr": lr, "clips_per_s": clips_per_s}, step)
     totals = du.all_reduce_sum(totals)
     return {
         "loss": totals[0].item() / max(totals[2].item(), 1),
@@ -145,8 +147,7 @@ def evaluate(cfg, model, loader, device) -> Dict:
         with autocast_context(cfg, device):
             logits = model(batch["video"].to(device, non_blocking=True))
         meter.update(logits.float().cpu(), batch["label"])
-    meter.confusion = du.all_reduce_sum(meter.confusion)
-    meter.top5_hits = int(du.all_reduce_sum(torch.tensor(meter.top5_hits)))
+    meter.reduce(du.all_reduce_sum)
     return meter.summary()
 
 
