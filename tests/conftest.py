@@ -6,7 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from cgnl_video.datasets.synthetic import generate_dataset, write_video
+from cgnl_video.data_prep.synthetic import generate_dataset
+from cgnl_video.datasets.video_io import write_video
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cgnl_video.datasets import list_makers
-from cgnl_video.datasets.list_makers import folder, minikinetics, ucf101
-from cgnl_video.datasets.list_makers.common import (
+from cgnl_video.data_prep import list_makers
+from cgnl_video.data_prep.list_makers import folder, minikinetics, ucf101
+from cgnl_video.data_prep.list_makers.common import (
     MISSING,
     UNANNOTATED,
     UNREADABLE,
@@ -22,7 +22,7 @@ from cgnl_video.datasets.list_makers.common import (
     finish,
 )
 from cgnl_video.datasets.lists import ListFormatError, read_classes, read_video_list
-from cgnl_video.datasets.synthetic import write_video
+from cgnl_video.datasets.video_io import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -11,9 +11,8 @@ import decord
 import numpy as np
 import pytest
 
-from cgnl_video.datasets import synthetic
 from cgnl_video.datasets.lists import read_classes, read_video_list
-from cgnl_video.datasets.synthetic import (
+from cgnl_video.data_prep.synthetic import (
     CLASSES,
     generate_dataset,
     partner,
@@ -21,8 +20,9 @@ from cgnl_video.datasets.synthetic import (
     sample_params,
     states,
     time_reversed,
-    write_video,
 )
+from cgnl_video.datasets import video_io
+from cgnl_video.datasets.video_io import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 T, H, W = 16, 48, 48
@@ -73,7 +73,7 @@ def test_failed_write_video_leaves_the_existing_file_intact(tmp_path, monkeypatc
         return from_ndarray(array, format=format)
 
     frame_class = type("FailingFrame", (), {"from_ndarray": staticmethod(fail_on_the_third_frame)})
-    monkeypatch.setattr(synthetic.av, "VideoFrame", frame_class)
+    monkeypatch.setattr(video_io.av, "VideoFrame", frame_class)
     with pytest.raises(OSError, match="disk full"):
         write_video(str(path), np.full((6, 32, 32, 3), 200, np.uint8))
     assert len(calls) == 3

@@ -4,7 +4,7 @@
 
 import sys
 
-from cgnl_video.datasets.list_makers import main
+from cgnl_video.data_prep.list_makers import main
 
 if __name__ == "__main__":
     sys.exit(main())

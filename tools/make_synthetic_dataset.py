@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from cgnl_video.datasets.synthetic import generate_dataset
+from cgnl_video.data_prep.synthetic import generate_dataset
 
 
 def parse_args(argv=None) -> argparse.Namespace:

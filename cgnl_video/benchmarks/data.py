@@ -40,8 +40,8 @@ from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset, sampling
 from cgnl_video.datasets.decoders import open_video, scaled_size
-from cgnl_video.datasets.lists import write_classes, write_video_list
-from cgnl_video.datasets.synthetic import write_video
+from cgnl_video.datasets.lists import CLASSES_FILE, list_file, write_classes, write_video_list
+from cgnl_video.datasets.video_io import write_video
 from cgnl_video.datasets.video_dataset import VideoDataset
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
@@ -56,8 +56,8 @@ Candidates = Dict[str, Callable[[], object]]
 def make_datasets(cfg, paths: Sequence[str], folder: str) -> Dict[str, VideoDataset]:
     """Train and test datasets listing ``paths`` (one class), lists written in ``folder``."""
     for split in ("train", "test"):
-        write_video_list(os.path.join(folder, f"{split}.csv"), [(os.path.abspath(p), 0) for p in paths])
-    write_classes(os.path.join(folder, "classes.txt"), ["all"])
+        write_video_list(list_file(folder, split), [(os.path.abspath(p), 0) for p in paths])
+    write_classes(os.path.join(folder, CLASSES_FILE), ["all"])
     cfg.DATA.PATH_TO_DATA_DIR = folder
     return {split: build_dataset(cfg, split) for split in ("train", "test")}
 

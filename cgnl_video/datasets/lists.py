@@ -19,6 +19,15 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from cgnl_video.utils.io import atomic_output
 
+# The list files of a dataset folder (DATA.PATH_TO_DATA_DIR): one per split, and the class names.
+SPLITS = ("train", "val", "test")
+CLASSES_FILE = "classes.txt"
+
+
+def list_file(data_dir: str, split: str) -> str:
+    """Path of ``split``'s list file (``{split}.csv``) in ``data_dir``."""
+    return os.path.join(data_dir, f"{split}.csv")
+
 
 class ListFormatError(ValueError):
     """A malformed list or classes file; the message reads ``file:line: reason``."""

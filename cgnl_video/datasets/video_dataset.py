@@ -36,13 +36,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from cgnl_video.datasets import sampling
 from cgnl_video.datasets.decoders import DecodeError, open_video
-from cgnl_video.datasets.lists import VideoRecord, read_classes, read_video_list
+from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
 from cgnl_video.datasets.transforms import build_transform
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
-
 
 class VideoLoadError(RuntimeError):
     """No decodable video found for an item within ``DATA.MAX_DECODE_RETRIES`` replacements."""
@@ -129,8 +126,8 @@ class VideoDataset(Dataset):
 def build_dataset(cfg: CfgNode, split: str) -> VideoDataset:
     """The ``split`` ("train", "val" or "test") dataset of ``cfg.DATA.PATH_TO_DATA_DIR``."""
     data_dir = cfg.DATA.PATH_TO_DATA_DIR
-    list_path = os.path.join(data_dir, f"{split}.csv")
-    classes = read_classes(os.path.join(data_dir, "classes.txt"))
+    list_path = list_file(data_dir, split)
+    classes = read_classes(os.path.join(data_dir, CLASSES_FILE))
     records = read_video_list(
         list_path, prefix=cfg.DATA.PATH_PREFIX, separator=cfg.DATA.PATH_LABEL_SEPARATOR, num_classes=len(classes)
     )

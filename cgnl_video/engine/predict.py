@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from cgnl_video.datasets.decoders import open_video
 from cgnl_video.datasets.lists import VideoRecord
-from cgnl_video.datasets.synthetic import write_video
+from cgnl_video.datasets.video_io import write_video
 from cgnl_video.datasets.video_dataset import VideoDataset
 from cgnl_video.engine.test import video_scores
 

@@ -10,7 +10,7 @@ import torch
 from fvcore.common.config import CfgNode
 
 from cgnl_video.config.loading import ConfigError
-from cgnl_video.datasets.lists import read_classes
+from cgnl_video.datasets.lists import CLASSES_FILE, read_classes
 from cgnl_video.engine import distributed as du
 from cgnl_video.utils.io import atomic_write_text
 
@@ -42,9 +42,9 @@ def setup_run(cfg: CfgNode, config_name: str) -> torch.device:
 
 def check_num_classes(cfg: CfgNode) -> list:
     """Returns the class names; ConfigError when ``MODEL.NUM_CLASSES`` disagrees with classes.txt."""
-    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "classes.txt")
+    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASSES_FILE)
     if not os.path.isfile(path):
-        raise ConfigError(f"DATA.PATH_TO_DATA_DIR={cfg.DATA.PATH_TO_DATA_DIR!r}: no classes.txt in it")
+        raise ConfigError(f"DATA.PATH_TO_DATA_DIR={cfg.DATA.PATH_TO_DATA_DIR!r}: no {CLASSES_FILE} in it")
     names = read_classes(path)
     if len(names) != cfg.MODEL.NUM_CLASSES:
         raise ConfigError(

@@ -16,7 +16,7 @@ import os
 from collections import defaultdict
 from typing import Dict, List, Optional
 
-from cgnl_video.datasets.list_makers.common import (
+from cgnl_video.data_prep.list_makers.common import (
     MISSING,
     DatasetLists,
     Entry,

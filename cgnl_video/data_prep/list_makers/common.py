@@ -21,13 +21,12 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from tqdm import tqdm
 
 from cgnl_video.datasets.decoders import DecodeError, open_video
-from cgnl_video.datasets.lists import write_classes, write_video_list
+from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, list_file, write_classes, write_video_list
 from cgnl_video.utils.io import atomic_output
 
 Entry = Tuple[str, int]  # (path relative to the video root, label)
 
 VIDEO_EXTENSIONS = (".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
-LIST_FILES = ("train", "val", "test")
 MISSING, UNANNOTATED, UNREADABLE = "missing", "unannotated", "unreadable"
 REPORT_FILE = "report.tsv"
 
@@ -113,9 +112,9 @@ def write_report(path: str, problems: List[Problem]) -> None:
 
 def write_outputs(lists: DatasetLists, out_dir: str, separator: str = " ") -> None:
     """Writes the list files, ``classes.txt`` and ``report.tsv`` under ``out_dir``."""
-    for name in LIST_FILES:
-        write_video_list(os.path.join(out_dir, f"{name}.csv"), lists.splits[lists.outputs[name]], separator)
-    write_classes(os.path.join(out_dir, "classes.txt"), lists.classes)
+    for name in SPLITS:
+        write_video_list(list_file(out_dir, name), lists.splits[lists.outputs[name]], separator)
+    write_classes(os.path.join(out_dir, CLASSES_FILE), lists.classes)
     write_report(os.path.join(out_dir, REPORT_FILE), lists.problems)
 
 
@@ -126,7 +125,7 @@ def summary(lists: DatasetLists, out_dir: str) -> str:
     for split, entries in lists.splits.items():
         left_out = ", ".join(f"{counts[split, kind]} {kind}" for kind in (MISSING, UNANNOTATED, UNREADABLE))
         lines.append(f"  {split:5s}: {len(entries)} written ({left_out})")
-    for name in LIST_FILES:
+    for name in SPLITS:
         lines.append(f"  {name}.csv <- {lists.outputs[name]} split")
     lines.append(f"  {len(lists.problems)} problems listed in {os.path.join(out_dir, REPORT_FILE)}")
     return "\n".join(lines)

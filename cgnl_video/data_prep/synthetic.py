@@ -38,11 +38,10 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import av
 import numpy as np
 
-from cgnl_video.datasets.lists import write_classes, write_video_list
-from cgnl_video.utils.io import atomic_output
+from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, list_file, write_classes, write_video_list
+from cgnl_video.datasets.video_io import write_video
 
 X, Y, ANGLE, RING = range(4)
 
@@ -161,33 +160,6 @@ def render(params: ClipParams, num_frames: int, height: int, width: int) -> np.n
 # (measured: 112x112 clips encoded repeatedly gave up to 6 different files; none with
 # mbtree=0), and one thread keeps the output independent of the machine's core count.
 # veryfast: a third of the default preset's encoding time, for about the same file size.
-_X264_OPTIONS = {"threads": "1", "preset": "veryfast", "x264-params": "mbtree=0"}
-
-
-def write_video(path: str, frames: np.ndarray, fps: int = 25) -> None:
-    """Writes ``frames`` (T x H x W x 3 uint8, H and W even) as an H.264 yuv420p mp4, atomically.
-
-    The bytes written depend only on ``frames`` and ``fps`` (see ``_X264_OPTIONS``).
-    """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise ValueError(
-            f"frames must be a non-empty T x H x W x 3 uint8 array, got {frames.dtype} {frames.shape}"
-        )
-    height, width = frames.shape[1:3]
-    if height % 2 or width % 2:
-        raise ValueError(f"yuv420p needs even frame sizes, got {height}x{width}")
-    with atomic_output(path) as tmp:
-        with av.open(tmp, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=fps, options=_X264_OPTIONS)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for frame in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-            container.mux(stream.encode())
-
-
-SPLITS = ("train", "val", "test")
-
 # (path relative to the output folder, class, seed of the video: (dataset seed, split index, video index))
 Job = Tuple[str, str, Tuple[int, int, int]]
 
@@ -245,6 +217,6 @@ def generate_dataset(
             make(job)
     for split in SPLITS:
         entries = [(path, classes.index(motion)) for path, motion, _ in plan[split]]
-        write_video_list(os.path.join(out_dir, f"{split}.csv"), entries)
-    write_classes(os.path.join(out_dir, "classes.txt"), classes)
+        write_video_list(list_file(out_dir, split), entries)
+    write_classes(os.path.join(out_dir, CLASSES_FILE), classes)
     return {split: len(plan[split]) for split in SPLITS}

@@ -19,7 +19,7 @@ import os
 import re
 from typing import Dict, List, Sequence
 
-from cgnl_video.datasets.list_makers.common import (
+from cgnl_video.data_prep.list_makers.common import (
     MISSING,
     UNANNOTATED,
     DatasetLists,

@@ -8,8 +8,8 @@ lines), ``classes.txt`` and ``report.tsv`` (videos left out, and why) under
 import argparse
 from typing import List, Optional
 
-from cgnl_video.datasets.list_makers import folder, minikinetics, ucf101
-from cgnl_video.datasets.list_makers.common import finish
+from cgnl_video.data_prep.list_makers import folder, minikinetics, ucf101
+from cgnl_video.data_prep.list_makers.common import finish
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import random
 from collections import defaultdict
 from typing import Dict, List
 
-from cgnl_video.datasets.list_makers.common import DatasetLists, add_common_arguments, scan_videos
+from cgnl_video.data_prep.list_makers.common import DatasetLists, add_common_arguments, scan_videos
 
 
 def make_lists(

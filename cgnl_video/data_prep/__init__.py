@@ -1,0 +1,1 @@
+"""Offline data preparation, apart from the loading path: list makers and the synthetic generator."""
