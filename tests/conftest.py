@@ -1,5 +1,7 @@
 """Shared fixtures for the data pipeline tests: tiny synthetic videos, bad files, real files."""
 
+import socket
+import sys
 from pathlib import Path
 
 import av
@@ -90,3 +92,15 @@ def tiny_opts(data_dir, output_dir, **extra):
     }
     opts.update(extra)
     return [str(v) for kv in opts.items() for v in kv]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun(nproc: int) -> list:
+    """The command prefix of ``torchrun --nproc_per_node nproc`` on a free local port."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port())]

@@ -162,3 +162,19 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_dir, tmp_path)
     assert re.search(r"loss is (nan|inf) at epoch 2, iteration \d", result.stderr)
     assert open(checkpoint_path(out, 1), "rb").read() == before
     assert not os.path.exists(checkpoint_path(out, 2))
+
+
+def test_initialising_from_a_checkpoint_without_epoch_reset_continues_that_run(data_dir, tmp_path):
+    run_a, run_b = str(tmp_path / "a"), str(tmp_path / "b")
+    schedule = {"SOLVER.MAX_EPOCH": 3, "TRAIN.EVAL_PERIOD": 0, "SOLVER.LR_POLICY": "steps",
+                "SOLVER.STEPS": "[1, 2]", "SOLVER.LRS": "[0.1, 0.01]"}
+    run("train_net.py", tiny_opts(data_dir, run_a, **schedule))
+    continued = run("train_net.py", tiny_opts(data_dir, run_b, **schedule, **{
+        "TRAIN.CHECKPOINT_FILE_PATH": checkpoint_path(run_a, 1), "TRAIN.CHECKPOINT_EPOCH_RESET": False}))
+    assert "continuing the run of" in continued.stderr and "from epoch 1" in continued.stderr
+    assert [r["epoch"] for r in records(run_b, "train_epoch")] == [2, 3]
+    lrs = {r["epoch"]: r["lr"] for r in records(run_a, "train_iter")}
+    assert {r["epoch"]: r["lr"] for r in records(run_b, "train_iter")} == {e: lrs[e] for e in (2, 3)}
+    assert lrs[2] == pytest.approx(0.05 * 0.1) and lrs[3] == pytest.approx(0.05 * 0.01)
+    expected, actual = model_state(run_a, 3), model_state(run_b, 3)
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)

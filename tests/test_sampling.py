@@ -1,10 +1,13 @@
 """Clip index sampling: train (random), val (centre), test (K uniform clips), short videos."""
 
-import random
-
 import pytest
+import torch
 
-from cgnl_video.datasets.sampling import clip_indices, clip_size, random_clip, uniform_clips
+from cgnl_video.datasets.sampling import clip_indices, clip_size, frame_stride, random_clip, uniform_clips
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def test_clip_size_is_span_of_the_sampled_frames():
@@ -18,9 +21,9 @@ def test_clip_size_is_span_of_the_sampled_frames():
 
 def test_stride_zero_repeats_one_frame_the_frame_level_control():
     assert clip_size(8, 0) == 1
-    starts = set()
+    starts, g = set(), generator()
     for _ in range(200):
-        clip = random_clip(40, 8, 0)
+        clip = random_clip(40, 8, 0, g)
         assert clip == [clip[0]] * 8
         starts.add(clip[0])
     assert len(starts) > 30  # still a random frame of the whole video
@@ -35,28 +38,29 @@ def test_clip_indices_are_strided_and_clamped():
 
 
 def test_random_clip_covers_every_valid_start_uniformly():
-    random.seed(0)
+    g = generator()
     num_frames, length, stride = 20, 4, 3  # clip_size 10: starts 0..10
-    starts = [random_clip(num_frames, length, stride)[0] for _ in range(2200)]
+    starts = [random_clip(num_frames, length, stride, g)[0] for _ in range(2200)]
     counts = [starts.count(s) for s in range(11)]
     assert sum(counts) == len(starts)  # no start outside 0..10
     assert min(counts) > 120 and max(counts) < 280  # about 200 each
-    clip = random_clip(num_frames, length, stride)
+    clip = random_clip(num_frames, length, stride, g)
     assert [b - a for a, b in zip(clip, clip[1:])] == [stride] * (length - 1)
 
 
-def test_random_clip_is_reproducible_with_the_random_seed():
-    random.seed(7)
-    first = [random_clip(300, 8, 8) for _ in range(5)]
-    random.seed(7)
-    assert [random_clip(300, 8, 8) for _ in range(5)] == first
+def test_random_clip_is_a_function_of_its_generator_only():
+    g = generator(7)
+    first = [random_clip(300, 8, 8, g) for _ in range(5)]
+    torch.manual_seed(123)  # the global generator plays no part
+    g = generator(7)
+    assert [random_clip(300, 8, 8, g) for _ in range(5)] == first
+    assert len({tuple(c) for c in first}) > 1
 
 
 def test_short_video_clips_repeat_the_last_frame():
-    random.seed(0)
-    assert random_clip(5, 4, 2) == [0, 2, 4, 4]
+    assert random_clip(5, 4, 2, generator()) == [0, 2, 4, 4]
     assert uniform_clips(5, 4, 2, 3) == [[0, 2, 4, 4]] * 3
-    assert random_clip(1, 3, 8) == [0, 0, 0]
+    assert random_clip(1, 3, 8, generator()) == [0, 0, 0]
 
 
 def test_centre_clip_follows_pyslowfast():
@@ -71,3 +75,18 @@ def test_test_clips_spread_from_start_to_end():
     assert len(uniform_clips(300, 8, 8, 10)) == 10
     with pytest.raises(ValueError):
         uniform_clips(100, 4, 2, 0)
+
+
+def test_target_fps_strides_in_time_not_in_frames():
+    # 8 frames of a 30 fps clip: every 8th frame at 30 fps, every 6.67th at 25, 8 * 2 at 60.
+    assert frame_stride(8, 30.0, 30.0) == 8
+    assert frame_stride(8, 60.0, 30.0) == 16
+    assert frame_stride(8, 25.0, 30.0) == pytest.approx(8 * 25 / 30)
+    assert frame_stride(8, 25.0, 0) == 8  # TARGET_FPS 0: frames of the video itself
+    assert frame_stride(8, 0.0, 30.0) == 8  # unknown rate: frames of the video
+    # fractional strides: frame j at start + floor(j * tau); spans in seconds agree across rates
+    assert clip_indices(0, 4, 8 * 25 / 30, 1000) == [0, 6, 13, 20]
+    assert clip_size(4, 8 * 25 / 30) == 21
+    seconds_30 = clip_indices(0, 8, frame_stride(8, 30.0, 30.0), 1000)[-1] / 30.0
+    seconds_60 = clip_indices(0, 8, frame_stride(8, 60.0, 30.0), 1000)[-1] / 60.0
+    assert seconds_30 == seconds_60

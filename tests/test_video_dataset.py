@@ -1,22 +1,22 @@
-"""The Dataset and its loader: items per split, one-pass multi-view decoding, bad videos, seeding."""
+"""The Dataset and its loader: uint8 items per split, one-pass multi-view decoding, bad videos and
+quarantine, item-owned randomness."""
 
 import logging
-import random
 
 import pytest
 import torch
-from torch.utils.data import default_collate
 
 from cgnl_video.config import get_cfg
-from cgnl_video.datasets import build_dataset, build_loader, video_dataset
+from cgnl_video.datasets import build_dataset, build_loader, set_loader_epoch, video_dataset
 from cgnl_video.datasets.lists import ListFormatError, write_classes, write_video_list
-from cgnl_video.datasets.video_dataset import VideoLoadError
+from cgnl_video.datasets.video_dataset import VideoLoadError, collate
 
 NUM_FRAMES = 32  # of every make_video video here
 
 
-def normalised(level: float) -> float:
-    return (level / 255 - 0.45) / 0.225
+def levels(video: torch.Tensor, dims) -> torch.Tensor:
+    """Mean grey level of uint8 views over ``dims``."""
+    return video.float().mean(dim=dims)
 
 
 @pytest.fixture
@@ -51,15 +51,16 @@ def videos(make_video):
 
 def test_train_and_val_items(make_data, videos, frame_level):
     cfg = make_data({"train": [(videos[0], 1)], "val": [(videos[0], 1)]})
-    train = build_dataset(cfg, "train")[0]
-    assert train["video"].shape == (3, 4, 32, 32) and train["video"].dtype == torch.float32
-    assert (train["label"], train["index"], train["skipped"]) == (1, 0, 0)
+    train = build_dataset(cfg, "train")[(0, 0)]
+    assert train["video"].shape == (3, 4, 32, 32) and train["video"].dtype == torch.uint8
+    assert (train["label"], train["index"], train["failures"]) == (1, 0, [])
     val = build_dataset(cfg, "val")
     item = val[0]
-    assert item["video"].shape == (3, 4, 40, 40)
+    assert item["video"].shape == (3, 4, 40, 40) and item["video"].dtype == torch.uint8
+    assert (item["failed"], item["reason"]) == (False, "")
     # centre clip: delta = 32 - 7 = 25, start 12 -> frames 12, 14, 16, 18
-    expected = torch.tensor([normalised(frame_level(i)) for i in (12, 14, 16, 18)])
-    assert torch.allclose(item["video"].mean(dim=(0, 2, 3)), expected, atol=0.05)
+    expected = torch.tensor([float(frame_level(i)) for i in (12, 14, 16, 18)])
+    assert torch.allclose(levels(item["video"], (0, 2, 3)), expected, atol=3)
     assert torch.equal(val[0]["video"], item["video"])
 
 
@@ -69,11 +70,11 @@ def test_test_items_hold_all_views_clip_major(make_data, videos, frame_level):
     assert item["video"].shape == (6, 3, 4, 40, 40)
     assert (item["label"], item["index"], item["failed"], item["reason"]) == (1, 1, False, "")
     # K = 2 clips: starts 0 and 25; views 0-2 show clip 0, views 3-5 clip 1
-    levels = item["video"].mean(dim=(1, 3, 4))
+    per_view = levels(item["video"], (1, 3, 4))
     for view in range(6):
         start = 0 if view < 3 else 25
-        expected = torch.tensor([normalised(frame_level(start + 2 * j)) for j in range(4)])
-        assert torch.allclose(levels[view], expected, atol=0.05)
+        expected = torch.tensor([float(frame_level(start + 2 * j)) for j in range(4)])
+        assert torch.allclose(per_view[view], expected, atol=3)
 
 
 def test_test_items_decode_the_union_of_their_clips_once(make_data, videos, monkeypatch):
@@ -97,28 +98,48 @@ def test_the_decoding_backends_give_the_same_items(make_data, videos):
     decord_item = build_dataset(cfg, "val")[0]
     cfg.DATA.DECODING_BACKEND = "pyav"
     pyav_item = build_dataset(cfg, "val")[0]
-    assert (decord_item["video"] - pyav_item["video"]).abs().mean() < 0.02
+    assert (decord_item["video"].float() - pyav_item["video"].float()).abs().mean() < 0.02 * 255 * 0.225
 
 
-def serve_all(dataset):
-    random.seed(0)
-    return [dataset[i] for i in range(len(dataset))]
+def serve_all(dataset, epoch=0):
+    return [dataset[(i, epoch)] for i in range(len(dataset))]
 
 
-@pytest.mark.parametrize("split", ["train", "val"])
-def test_bad_training_videos_are_logged_and_replaced(split, make_data, videos, bad_videos, caplog):
+def test_bad_training_videos_are_logged_and_replaced(make_data, videos, bad_videos, caplog):
     bad = list(bad_videos.values())
-    cfg = make_data({split: [(path, 0) for path in bad] + [(videos[3], 1)]})
+    cfg = make_data({"train": [(path, 0) for path in bad] + [(videos[3], 1)]})
     cfg.DATA.MAX_DECODE_RETRIES = len(bad)
-    dataset = build_dataset(cfg, split)
+    dataset = build_dataset(cfg, "train")
     with caplog.at_level(logging.WARNING):
         items = serve_all(dataset)
     assert all(item["label"] == 1 and item["index"] == len(bad) for item in items)
-    assert sum(item["skipped"] for item in items) >= len(bad)
-    assert sorted(dataset.failures) == sorted(bad)
+    failed = {path for item in items for path, _ in item["failures"]}
+    assert failed == set(bad)
+    assert any(reason == "file not found" for item in items for _, reason in item["failures"])
     for path in bad:
         assert path in caplog.text
-    assert "file not found" in caplog.text
+    # A replacement is a function of (seed, epoch, index): the same item is served again.
+    assert all(torch.equal(a["video"], b["video"]) for a, b in zip(items, serve_all(dataset)))
+
+
+def test_quarantined_videos_are_replaced_without_being_decoded(make_data, videos, monkeypatch):
+    cfg = make_data({"train": [(path, i % 2) for i, path in enumerate(videos)]})
+    opened, original_open = [], video_dataset.open_video
+    monkeypatch.setattr(video_dataset, "open_video", lambda path, **kw: opened.append(path) or original_open(path, **kw))
+    dataset = build_dataset(cfg, "train")
+    dataset.quarantined = frozenset({0, 2})
+    items = serve_all(dataset)
+    assert {item["index"] for item in items} <= {1, 3}
+    assert not any(p.endswith(("v0.mp4", "v2.mp4")) for p in opened) and len(opened) == 4
+    assert all(item["failures"] == [] for item in items)
+
+
+def test_failed_validation_videos_are_reported_not_replaced(make_data, videos, bad_videos):
+    cfg = make_data({"val": [(bad_videos["truncated"], 0), (videos[3], 1)]})
+    items = serve_all(build_dataset(cfg, "val"))
+    assert [item["failed"] for item in items] == [True, False]
+    assert items[0]["reason"].startswith(bad_videos["truncated"] + ": ") and items[0]["index"] == 0
+    assert items[0]["video"].shape == items[1]["video"].shape and not items[0]["video"].any()
 
 
 def test_a_video_failing_part_way_is_replaced(make_data, videos, shared_video, caplog):
@@ -128,7 +149,7 @@ def test_a_video_failing_part_way_is_replaced(make_data, videos, shared_video, c
     with caplog.at_level(logging.WARNING):
         items = serve_all(build_dataset(cfg, "train"))
     assert [item["index"] for item in items] == [1, 1]
-    assert items[0]["skipped"] == 1
+    assert [path for path, _ in items[0]["failures"]] == [corrupted]
     assert f"{corrupted}: DECORDError" in caplog.text
 
 
@@ -137,7 +158,7 @@ def test_too_many_bad_videos_raise_an_error_naming_them(make_data, bad_videos):
     cfg = make_data({"train": [(path, 0) for path in paths]})
     cfg.DATA.MAX_DECODE_RETRIES = 2
     with pytest.raises(VideoLoadError, match="after 3 attempts") as info:
-        build_dataset(cfg, "train")[0]
+        build_dataset(cfg, "train")[(0, 0)]
     assert paths[0] in str(info.value)
     assert sum(path in str(info.value) for path in paths) == 3
 
@@ -148,7 +169,7 @@ def test_failed_test_videos_are_reported_not_dropped(make_data, videos, bad_vide
     bad = dataset[1]
     assert bad["failed"] and bad["reason"].startswith(bad_videos["truncated"] + ": ")
     assert bad["video"].shape == (6, 3, 4, 40, 40) and not bad["video"].any()
-    batch = default_collate([dataset[0], bad])
+    batch = collate([dataset[0], bad])
     assert batch["video"].shape == (2, 6, 3, 4, 40, 40)
     assert batch["failed"].tolist() == [False, True] and batch["index"].tolist() == [0, 1]
 
@@ -176,6 +197,7 @@ def test_loaders_batch_shuffle_and_drop_by_split(make_data, videos):
     cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS = 1, 1
     train = list(build_loader(cfg, "train"))
     assert [len(b["index"]) for b in train] == [2, 2]  # the fifth video is dropped
+    assert train[0]["failures"] == [] and train[0]["video"].dtype == torch.uint8
     test = list(build_loader(cfg, "test"))
     assert torch.cat([b["index"] for b in test]).tolist() == [0, 1, 2, 3, 4]
     assert test[0]["video"].shape == (2, 1, 3, 4, 40, 40)
@@ -190,15 +212,21 @@ def test_fully_convolutional_test_batches_hold_one_video_of_its_own_shape(make_d
     assert shapes == [(1, 2, 3, 4, 40, 80), (1, 2, 3, 4, 53, 40)]
 
 
-def _epoch(cfg):
-    return [(b["index"], b["video"]) for b in build_loader(cfg, "train")]
+def _epoch(cfg, epoch=0):
+    loader = build_loader(cfg, "train")
+    set_loader_epoch(loader, epoch)
+    return [(b["index"], b["video"]) for b in loader]
 
 
-def test_loaders_with_the_same_seed_yield_the_same_batches(make_data, videos):
+def _same(first, second):
+    return all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, second))
+
+
+def test_batches_depend_on_seed_and_epoch_not_on_workers(make_data, videos):
     cfg = make_data({"train": [(path, i % 2) for i, path in enumerate(videos)]})
+    first = _epoch(cfg)
     cfg.DATA_LOADER.NUM_WORKERS = 2
-    first, second = _epoch(cfg), _epoch(cfg)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, second))
+    assert _same(first, _epoch(cfg))  # items own their randomness: workers change nothing
+    assert not _same(first, _epoch(cfg, epoch=1))
     cfg.RNG_SEED = 2
-    other = _epoch(cfg)
-    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, other))
+    assert not _same(first, _epoch(cfg))

@@ -18,10 +18,9 @@ import torch  # noqa: E402
 from cgnl_video.config.loading import load_config  # noqa: E402
 from cgnl_video.config.cli import run_tool  # noqa: E402
 from cgnl_video.datasets.decoders import DecodeError  # noqa: E402
-from cgnl_video.engine.checkpoint import CheckpointError  # noqa: E402
+from cgnl_video.engine.checkpoint import CheckpointError, find_test_checkpoint, load_for_test  # noqa: E402
 from cgnl_video.engine.predict import predict_videos, write_annotated_video  # noqa: E402
 from cgnl_video.engine.setup import check_num_classes  # noqa: E402
-from cgnl_video.engine.test import load_for_test, test_checkpoint_path  # noqa: E402
 from cgnl_video.models import build_model  # noqa: E402
 
 
@@ -48,7 +47,7 @@ def main():
     cfg = load_config(args.cfg_file, args.opts)
     class_names = check_num_classes(cfg)
     model = build_model(cfg)
-    load_for_test(model, test_checkpoint_path(cfg))
+    load_for_test(model, find_test_checkpoint(cfg))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     predictions = predict_videos(model, cfg, args.videos, class_names, device)

@@ -79,8 +79,13 @@ _C.DATA.PATH_PREFIX = ""
 _C.DATA.PATH_LABEL_SEPARATOR = " "
 # Video decoding backend: "decord" or "pyav".
 _C.DATA.DECODING_BACKEND = "decord"
-# Temporal stride tau between the frames of a clip (in video frames).
+# Temporal stride tau between the frames of a clip (in video frames; in frames of a
+# DATA.TARGET_FPS video when that is > 0).
 _C.DATA.SAMPLING_RATE = 8
+# Frame rate the sampling stride refers to (PySlowFast): a clip takes a frame every
+# SAMPLING_RATE / TARGET_FPS seconds whatever the video's rate (24, 25, 30 fps ...);
+# 0 = every SAMPLING_RATE decoded frames.
+_C.DATA.TARGET_FPS = 0.0
 # Training scale jitter: the short side is resized to a random size in [min, max].
 _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
 # Random horizontal flips in training. Turn off for classes that a mirror image changes
@@ -90,8 +95,11 @@ _C.DATA.RANDOM_FLIP = True
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
 # Per-channel (RGB) standard deviation frames are divided by, after the mean.
 _C.DATA.STD = [0.225, 0.225, 0.225]
-# Train/val: undecodable videos replaced by random others, per item, before giving up.
+# Training: undecodable videos replaced by random others, per item, before giving up.
 _C.DATA.MAX_DECODE_RETRIES = 10
+# Training stops when more than this fraction of the training list has failed to decode
+# (the failures are in OUTPUT_DIR/bad_videos.tsv).
+_C.DATA.MAX_BAD_FRACTION = 0.05
 
 # ---------------------------------------------------------------------------
 # Data loader
@@ -106,8 +114,12 @@ _C.DATA_LOADER.PIN_MEMORY = True
 # Training
 # ---------------------------------------------------------------------------
 _C.TRAIN = CfgNode()
-# Clips per training (and validation) batch.
+# Clips per optimiser step over all processes and accumulation steps (the global batch,
+# as in PySlowFast); each process loads BATCH_SIZE / (world size x ACCUMULATION_STEPS).
 _C.TRAIN.BATCH_SIZE = 64
+# Micro-batches whose gradients are accumulated before each optimiser step (a large
+# global batch on few or small GPUs); same model as one step on the whole batch.
+_C.TRAIN.ACCUMULATION_STEPS = 1
 # Validate (single view) every this many epochs, and after the last; 0 = never.
 _C.TRAIN.EVAL_PERIOD = 1
 # Save a checkpoint every this many epochs, and after the last.
@@ -116,7 +128,8 @@ _C.TRAIN.CHECKPOINT_PERIOD = 1
 _C.TRAIN.AUTO_RESUME = True
 # Initialise from this checkpoint of ours (heads of another shape are skipped).
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
-# With CHECKPOINT_FILE_PATH: start the schedule at epoch 0 instead of the checkpoint's epoch.
+# With CHECKPOINT_FILE_PATH: True starts at epoch 0 with a new optimiser (fine-tuning);
+# False continues that run (its epoch, schedule position and optimiser state).
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = True
 # Initialise the backbone from this torchvision 2D ResNet state dict file (inflated).
 _C.TRAIN.CHECKPOINT_INFLATE = ""
@@ -129,7 +142,9 @@ _C.TRAIN.LOG_PERIOD = 10
 # Testing (multi-view)
 # ---------------------------------------------------------------------------
 _C.TEST = CfgNode()
-# Videos per test batch (each video carries all of its views); 1 with FULLY_CONVOLUTIONAL.
+# Videos per test batch, and clips per validation batch, over all processes (each process
+# loads BATCH_SIZE / world size, at least 1); a test video carries all of its views;
+# 1 per process with FULLY_CONVOLUTIONAL.
 _C.TEST.BATCH_SIZE = 8
 # K: clips per test video, spread uniformly over it.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 10

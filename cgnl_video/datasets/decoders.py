@@ -66,10 +66,11 @@ def scaled_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int
 
 
 class Video:
-    """An open video: ``num_frames``, ``size`` (width, height of returned frames), ``get``."""
+    """An open video: ``num_frames``, ``size`` (width, height of returned frames), ``fps``, ``get``."""
 
     path: str
     num_frames: int
+    fps: float
     size: Tuple[int, int]
 
     def get(self, indices: Sequence[int]) -> torch.Tensor:
@@ -113,6 +114,7 @@ class _DecordVideo(Video):
         width, height = self.size if self.size != native else (-1, -1)
         self._reader = decord.VideoReader(path, width=width, height=height)
         self.num_frames = len(self._reader)
+        self.fps = float(self._reader.get_avg_fps())
 
     def _read(self, indices: List[int]) -> np.ndarray:
         # decord 0.6.0 sometimes returns the frame before instead of the last frame when it
@@ -154,6 +156,7 @@ class _PyAVVideo(Video):
         self._fps = self._stream.average_rate or self._stream.guessed_rate
         if not self._fps:
             raise DecodeError(self.path, "unknown frame rate")
+        self.fps = float(self._fps)
         timestamps = (p.pts for p in self._container.demux(self._stream) if p.pts is not None)
         first = next(timestamps, None)
         self._first_pts = first or 0

@@ -1,50 +1,60 @@
 """Frame indices of the clips a dataset item needs: functions of the video's frame count.
 
 A clip is ``T = num_samples`` frames taken every ``tau = stride`` frames, so it spans
-``clip_size = (T - 1) * tau + 1`` frames of the video. Every function returns 0-based
-frame indices, ``T`` per clip, clamped to ``[0, num_frames - 1]``: a video shorter than
-``clip_size`` still yields a full clip whose tail repeats its last frame (never an error).
-``tau = 0`` repeats one frame ``T`` times: the frame-level control, a clip without motion.
+``clip_size = floor((T - 1) * tau) + 1`` frames of the video. ``tau`` may be fractional
+(:func:`frame_stride` with ``DATA.TARGET_FPS``): frame ``j`` of a clip starting at ``s`` is
+``s + floor(j * tau)``. Every function returns 0-based frame indices, ``T`` per clip,
+clamped to ``[0, num_frames - 1]``: a video shorter than ``clip_size`` still yields a full
+clip whose tail repeats its last frame (never an error). ``tau = 0`` repeats one frame
+``T`` times: the frame-level control, a clip without motion.
 
-- training: one clip at a uniformly random start (:func:`random_clip`);
+- training: one clip at a uniformly random start (:func:`random_clip`), drawn from the
+  item's own generator (so the draw belongs to the item, not to a worker or a rank);
 - validation: the centre clip (``uniform_clips(..., num_clips=1)``);
 - testing: ``K`` clips spread uniformly over the video (:func:`uniform_clips`).
 """
 
+import math
 from typing import List
 
-from pytorchvideo.data.clip_sampling import RandomClipSampler
+import torch
 
 
-def clip_size(num_samples: int, stride: int) -> int:
-    """Frames spanned by a clip of ``num_samples`` frames at ``stride``: ``(T - 1) * tau + 1``."""
+def frame_stride(sampling_rate: int, video_fps: float, target_fps: float) -> float:
+    """Stride in video frames: ``sampling_rate`` frames of a ``target_fps`` video (PySlowFast's
+    ``DATA.TARGET_FPS``), i.e. ``sampling_rate * video_fps / target_fps``; ``target_fps <= 0``
+    (or an unknown ``video_fps``) keeps ``sampling_rate`` frames of the video itself."""
+    if target_fps <= 0 or not video_fps or video_fps <= 0:
+        return float(sampling_rate)
+    return sampling_rate * video_fps / target_fps
+
+
+def clip_size(num_samples: int, stride: float) -> int:
+    """Frames spanned by a clip of ``num_samples`` frames at ``stride``: ``floor((T - 1) tau) + 1``."""
     if num_samples < 1 or stride < 0:
         raise ValueError(f"a clip needs num_samples >= 1 and stride >= 0, got {num_samples}, {stride}")
-    return (num_samples - 1) * stride + 1
+    return math.floor((num_samples - 1) * stride) + 1
 
 
-def clip_indices(start: int, num_samples: int, stride: int, num_frames: int) -> List[int]:
-    """``T`` indices ``start + j * tau`` (j < T), clamped to ``[0, num_frames - 1]``."""
+def clip_indices(start: int, num_samples: int, stride: float, num_frames: int) -> List[int]:
+    """``T`` indices ``start + floor(j * tau)`` (j < T), clamped to ``[0, num_frames - 1]``."""
     if num_frames < 1:
         raise ValueError(f"cannot sample a clip from a video of {num_frames} frames")
-    return [min(max(start + j * stride, 0), num_frames - 1) for j in range(num_samples)]
+    return [min(max(start + math.floor(j * stride), 0), num_frames - 1) for j in range(num_samples)]
 
 
-def random_clip(num_frames: int, num_samples: int, stride: int) -> List[int]:
+def random_clip(num_frames: int, num_samples: int, stride: float, generator: torch.Generator) -> List[int]:
     """One clip whose start is uniform over ``{0, ..., max(num_frames - clip_size, 0)}``.
 
-    Uses pytorchvideo's :class:`RandomClipSampler` in frame units: frame ``i`` occupies
-    the interval ``[i, i + 1)`` of a "video" lasting ``num_frames``, and a clip lasts
-    ``(T - 1) * tau`` (first to last sampled frame), so its continuous start is uniform on
-    ``[0, num_frames - (T - 1) * tau]`` and its floor uniform over the valid integer starts.
-    The draw uses Python's ``random`` module (seeded per DataLoader worker).
+    The start is drawn from ``generator`` (pytorchvideo's ``RandomClipSampler`` draws from
+    the global ``random`` module, which a worker or a rank owns, not the item).
     """
-    sampler = RandomClipSampler(clip_duration=clip_size(num_samples, stride) - 1)
-    start = int(sampler(0.0, num_frames, {}).clip_start_sec)
+    delta = max(num_frames - clip_size(num_samples, stride), 0)
+    start = int(torch.randint(delta + 1, (), generator=generator))
     return clip_indices(start, num_samples, stride, num_frames)
 
 
-def uniform_clips(num_frames: int, num_samples: int, stride: int, num_clips: int) -> List[List[int]]:
+def uniform_clips(num_frames: int, num_samples: int, stride: float, num_clips: int) -> List[List[int]]:
     """``K = num_clips`` clips spread uniformly over the video (PySlowFast's test sampling).
 
     With ``delta = max(num_frames - clip_size, 0)``, clip ``k`` starts at frame

@@ -1,196 +1,244 @@
 """The video Dataset and its DataLoader: list file -> records -> clip indices -> frames -> views.
 
-``build_dataset(cfg, split)`` reads ``{split}.csv`` and ``classes.txt`` from
-``DATA.PATH_TO_DATA_DIR`` (a malformed line raises ``ListFormatError`` ``file:line: reason``)
-and returns a :class:`VideoDataset` whose items are dicts:
+:class:`VideoDataset` takes explicit arguments; ``build_dataset(cfg, split)`` reads them from
+the config (``{split}.csv`` and ``classes.txt`` in ``DATA.PATH_TO_DATA_DIR``; a malformed
+line raises ``ListFormatError`` ``file:line: reason``), as ``build_model(cfg)`` does.
 
-- ``video``: float ``C x T x H x W`` (train: random clip, scale jitter, crop, flip; val: the
-  centre clip, centre crop) or, for test, ``V x C x T x H x W`` with ``V = K x S``
+Items are addressed by keys ``(index, epoch)`` (see :mod:`cgnl_video.datasets.batching`) and
+are dicts:
+
+- ``video``: **uint8** ``C x T x H x W`` (train: random clip, scale jitter, crop, flip; val:
+  the centre clip, centre crop) or, for test, ``V x C x T x H x W`` with ``V = K x S``
   (``K = TEST.NUM_ENSEMBLE_VIEWS`` clips, ``S = TEST.NUM_SPATIAL_CROPS`` crops, or 1 with
-  ``TEST.FULLY_CONVOLUTIONAL``), clip-major: view ``v`` is clip ``v // S``, crop ``v % S``;
+  ``TEST.FULLY_CONVOLUTIONAL``), clip-major: view ``v`` is clip ``v // S``, crop ``v % S``.
+  The device makes them float (:mod:`cgnl_video.engine.inputs`).
 - ``label`` (int) and ``index`` (int, the video's 0-based line in the list).
 
-A test item decodes the union of its K clips' frames in one pass. Bad videos:
+Every random choice of a training item (clip start, scale, crop, flip, replacement) comes
+from a generator seeded with ``(seed, epoch, index)``: the item is the same whichever
+worker, process or accumulation step loads it. A test item decodes the union of its K
+clips' frames in one pass. Bad videos:
 
-- train/val: a video that cannot be decoded is logged (path and reason) and replaced by
-  another random video, at most ``DATA.MAX_DECODE_RETRIES`` times per item, then
-  :class:`VideoLoadError` names every file tried. Items carry ``skipped``, the number of
-  videos replaced to serve them (summed over a batch, it counts failures across workers).
-- test: nothing is replaced or dropped. Items carry ``failed`` (bool) and ``reason``
+- train: a video that cannot be decoded is replaced by another, drawn from the item's
+  generator among the videos not quarantined, at most ``DATA.MAX_DECODE_RETRIES`` times,
+  then :class:`VideoLoadError` names every file tried. Videos listed in ``quarantined``
+  (found bad in earlier epochs, see ``engine/quarantine.py``) are replaced without being
+  decoded again. Items carry ``failures``: the ``(path, reason)`` of each video that failed
+  to serve them (:func:`collate` concatenates them over a batch).
+- val and test: nothing is replaced or dropped. Items carry ``failed`` (bool) and ``reason``
   (``"path: reason"``, empty if decoded); a failed item's video is zeros of the usual shape
   (``TEST_CROP_SIZE`` square when fully convolutional) so that batches still collate.
 
-``build_loader(cfg, split)`` wraps the dataset in a reproducible DataLoader.
+``build_loader(cfg, split)`` wraps the dataset in a DataLoader driven by the batch samplers
+of :mod:`cgnl_video.datasets.batching`.
 """
 
+import functools
 import logging
 import os
-import random
-from typing import Dict, List
+from typing import AbstractSet, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, default_collate
 
+from cgnl_video.config.loading import ConfigError
 from cgnl_video.datasets import sampling
-from cgnl_video.datasets.decoders import DecodeError, open_video
+from cgnl_video.datasets.batching import GlobalBatchSampler, Key, ShardBatchSampler, item_seed
+from cgnl_video.datasets.decoders import DecodeError, Video, open_video
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
 from cgnl_video.datasets.transforms import build_transform
 
 logger = logging.getLogger(__name__)
+
+# Opens a video for the dataset: (path, short_side=None or int) -> an open Video (context manager).
+VideoOpener = Callable[[str, Optional[int]], Video]
+
 
 class VideoLoadError(RuntimeError):
     """No decodable video found for an item within ``DATA.MAX_DECODE_RETRIES`` replacements."""
 
 
 class VideoDataset(Dataset):
-    """Videos of one split of a list file, as clip views (see the module docstring)."""
+    """Videos of one list as uint8 clip views (see the module docstring).
 
-    def __init__(self, records: List[VideoRecord], split: str, cfg: CfgNode):
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        self.records, self.split = records, split
-        self.transform = build_transform(cfg, split)
-        # Videos with a larger short side are decoded straight to this one (None: never).
-        self.short_side = self.transform.short_side
-        self.num_samples, self.stride = cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE
-        self.num_clips = cfg.TEST.NUM_ENSEMBLE_VIEWS if split == "test" else 1
-        self.backend = cfg.DATA.DECODING_BACKEND
-        self.max_retries = cfg.DATA.MAX_DECODE_RETRIES
-        self.crop_size = cfg.DATA.TEST_CROP_SIZE
-        # Videos found undecodable by this process (path -> reason), never drawn as replacements.
-        self.failures: Dict[str, str] = {}
+    Args:
+        records: the list's videos.
+        transform: ``TrainTransform`` or ``MultiViewTransform`` (``datasets/transforms.py``).
+        opener: opens a video file, e.g. ``functools.partial(open_video, backend="decord")``.
+        num_frames, sampling_rate: T frames every ``sampling_rate`` frames (of a
+            ``target_fps`` video when ``target_fps > 0``, see ``sampling.frame_stride``).
+        num_clips: K clips per item (uniformly spread) unless ``train``.
+        train: one random clip per item, bad videos replaced (else uniform clips, reported).
+        multi_view: items keep the view dimension (``V x C x T x H x W``; testing).
+        max_retries: replacements per training item before :class:`VideoLoadError`.
+        seed: the run's seed (items' randomness is seeded from (seed, epoch, index)).
+    """
+
+    def __init__(self, records: Sequence[VideoRecord], transform, opener: VideoOpener, *, num_frames: int,
+                 sampling_rate: int, target_fps: float = 0.0, num_clips: int = 1, train: bool = False,
+                 multi_view: bool = False, max_retries: int = 10, seed: int = 0):
+        self.records, self.transform, self.opener = list(records), transform, opener
+        self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps
+        self.num_clips, self.train, self.multi_view = num_clips, train, multi_view
+        self.max_retries, self.seed = max_retries, seed
+        # Indices of videos found undecodable in earlier epochs: replaced without decoding.
+        self.quarantined: AbstractSet[int] = frozenset()
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def _clips(self, num_frames: int) -> List[List[int]]:
-        if self.split == "train":
-            return [sampling.random_clip(num_frames, self.num_samples, self.stride)]
-        return sampling.uniform_clips(num_frames, self.num_samples, self.stride, self.num_clips)
+    def _clips(self, video: Video, generator: torch.Generator) -> List[List[int]]:
+        stride = sampling.frame_stride(self.sampling_rate, video.fps, self.target_fps)
+        if self.train:
+            return [sampling.random_clip(video.num_frames, self.num_frames, stride, generator)]
+        return sampling.uniform_clips(video.num_frames, self.num_frames, stride, self.num_clips)
 
-    def views(self, record: VideoRecord) -> torch.Tensor:
-        """All views of ``record``'s video: float ``V x C x T x H x W``; raises DecodeError."""
-        with open_video(record.path, self.backend, self.short_side) as video:
-            clips = np.asarray(self._clips(video.num_frames))
+    def views(self, record: VideoRecord, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """All views of ``record``'s video: uint8 ``V x C x T x H x W``; raises DecodeError."""
+        generator = generator or torch.Generator().manual_seed(self.seed)
+        with self.opener(record.path, short_side=self.transform.short_side) as video:
+            clips = np.asarray(self._clips(video, generator))
             union, positions = np.unique(clips, return_inverse=True)
             frames = video.get(union)
-        return self.transform(frames, torch.from_numpy(positions.reshape(clips.shape)))
+        return self.transform(frames, torch.from_numpy(positions.reshape(clips.shape)), generator)
 
-    def __getitem__(self, index: int) -> dict:
-        if self.split == "test":
-            return self._test_item(self.records[index])
-        return self._train_item(index)
+    def __getitem__(self, key: Key) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        if self.train:
+            return self._train_item(index, torch.Generator().manual_seed(item_seed(self.seed, epoch, index)))
+        return self._eval_item(self.records[index])
 
-    def _train_item(self, index: int) -> dict:
-        errors: List[DecodeError] = []
-        while len(errors) <= self.max_retries:
+    def _train_item(self, index: int, generator: torch.Generator) -> dict:
+        failures: List[Tuple[str, str]] = []
+        tried = {index}
+        if index in self.quarantined:
+            index = self._replacement(tried, generator)
+        while len(failures) <= self.max_retries:
             record = self.records[index]
             try:
-                video = self.views(record)[0]
+                video = self.views(record, generator)[0]
             except DecodeError as err:
                 logger.warning("skipping undecodable video %s: %s", err.path, err.reason)
-                self.failures[err.path] = err.reason
-                errors.append(err)
-                index = self._replacement()
+                failures.append((err.path, err.reason))
+                tried.add(index)
+                index = self._replacement(tried, generator)
                 continue
-            return {"video": video, "label": record.label, "index": record.index, "skipped": len(errors)}
-        tried = "\n  ".join(str(err) for err in errors)
+            return {"video": video, "label": record.label, "index": record.index, "failures": failures}
+        named = "\n  ".join(f"{path}: {reason}" for path, reason in failures)
         raise VideoLoadError(
-            f"no decodable video after {len(errors)} attempts (DATA.MAX_DECODE_RETRIES = "
-            f"{self.max_retries}):\n  {tried}"
+            f"no decodable video after {len(failures)} attempts (DATA.MAX_DECODE_RETRIES = "
+            f"{self.max_retries}):\n  {named}"
         )
 
-    def _replacement(self) -> int:
-        """A random index among the videos not known to be undecodable (any if none is left)."""
-        good = [i for i, r in enumerate(self.records) if r.path not in self.failures]
-        return random.choice(good or range(len(self.records)))
+    def _replacement(self, tried: AbstractSet[int], generator: torch.Generator) -> int:
+        """An index drawn from ``generator`` among the videos neither quarantined nor tried
+        (by rejection: the excluded videos are few; any video when none is left)."""
+        excluded = self.quarantined | tried
+        while True:
+            index = int(torch.randint(len(self.records), (), generator=generator))
+            if index not in excluded or len(excluded) >= len(self.records):
+                return index
 
-    def _test_item(self, record: VideoRecord) -> dict:
+    def _eval_item(self, record: VideoRecord) -> dict:
         try:
             video, reason = self.views(record), ""
         except DecodeError as err:
-            logger.warning("test video failed: %s: %s", err.path, err.reason)
-            video, reason = torch.zeros(self.test_shape), str(err)
-        return {"video": video, "label": record.label, "index": record.index, "failed": bool(reason), "reason": reason}
+            logger.warning("video failed: %s: %s", err.path, err.reason)
+            video, reason = torch.zeros(self.failed_shape, dtype=torch.uint8), str(err)
+        return {"video": video if self.multi_view else video[0], "label": record.label,
+                "index": record.index, "failed": bool(reason), "reason": reason}
 
     @property
-    def test_shape(self) -> tuple:
-        """Shape of a test item's video, ``V x C x T x H x W`` (square views)."""
+    def failed_shape(self) -> tuple:
+        """Shape of an evaluation item's views, ``V x C x T x H x W`` (square views)."""
         views = self.num_clips * self.transform.num_crops
-        return (views, 3, self.num_samples, self.crop_size, self.crop_size)
+        size = self.transform.short_side
+        return (views, 3, self.num_frames, size, size)
 
 
-def build_dataset(cfg: CfgNode, split: str) -> VideoDataset:
-    """The ``split`` ("train", "val" or "test") dataset of ``cfg.DATA.PATH_TO_DATA_DIR``."""
+def collate(items: List[dict]) -> dict:
+    """``default_collate`` of items, with training items' ``failures`` concatenated (a list of
+    ``(path, reason)`` over the batch, not a tensor)."""
+    failures = [failure for item in items for failure in item.pop("failures", [])]
+    batch = default_collate(items)
+    batch["failures"] = failures
+    return batch
+
+
+def read_records(cfg: CfgNode, split: str) -> List[VideoRecord]:
+    """The records of ``split``'s list in ``DATA.PATH_TO_DATA_DIR``, checked against classes.txt."""
     data_dir = cfg.DATA.PATH_TO_DATA_DIR
-    list_path = list_file(data_dir, split)
     classes = read_classes(os.path.join(data_dir, CLASSES_FILE))
-    records = read_video_list(
-        list_path, prefix=cfg.DATA.PATH_PREFIX, separator=cfg.DATA.PATH_LABEL_SEPARATOR, num_classes=len(classes)
-    )
+    path = list_file(data_dir, split)
+    records = read_video_list(path, prefix=cfg.DATA.PATH_PREFIX, separator=cfg.DATA.PATH_LABEL_SEPARATOR,
+                              num_classes=len(classes))
     if not records:
-        raise ValueError(f"{list_path}: no videos listed")
-    return VideoDataset(records, split, cfg)
+        raise ValueError(f"{path}: no videos listed")
+    return records
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Seeds ``random`` and NumPy in a worker from its torch seed (base seed + worker id)."""
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
+def build_opener(cfg: CfgNode) -> VideoOpener:
+    """How the config's datasets open videos (``DATA.DECODING_BACKEND``)."""
+    return functools.partial(open_video, backend=cfg.DATA.DECODING_BACKEND)
 
 
-def _batch_size(cfg: CfgNode, split: str) -> int:
-    """Videos per batch; 1 for fully convolutional tests, whose views differ in size per video."""
-    if split != "test":
-        return cfg.TRAIN.BATCH_SIZE
-    return 1 if cfg.TEST.FULLY_CONVOLUTIONAL else cfg.TEST.BATCH_SIZE
+def build_dataset(cfg: CfgNode, split: str, records: Optional[Sequence[VideoRecord]] = None) -> VideoDataset:
+    """The ``split`` ("train", "val" or "test") dataset of ``cfg`` (``records``: instead of the list)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    data = cfg.DATA
+    return VideoDataset(
+        read_records(cfg, split) if records is None else records,
+        build_transform(cfg, split),
+        build_opener(cfg),
+        num_frames=data.NUM_FRAMES,
+        sampling_rate=data.SAMPLING_RATE,
+        target_fps=data.TARGET_FPS,
+        num_clips=cfg.TEST.NUM_ENSEMBLE_VIEWS if split == "test" else 1,
+        train=split == "train",
+        multi_view=split == "test",
+        max_retries=data.MAX_DECODE_RETRIES,
+        seed=cfg.RNG_SEED,
+    )
+
+
+def _batch_sampler(cfg: CfgNode, split: str, num_items: int, world_size: int, rank: int):
+    if split == "train":
+        return GlobalBatchSampler(num_items, cfg.TRAIN.BATCH_SIZE, world_size, rank,
+                                  cfg.TRAIN.ACCUMULATION_STEPS, cfg.RNG_SEED)
+    per_process = max(1, cfg.TEST.BATCH_SIZE // world_size)
+    if split == "test" and cfg.TEST.FULLY_CONVOLUTIONAL:
+        per_process = 1  # whole frames of different aspect ratios do not stack
+    return ShardBatchSampler(num_items, per_process, world_size, rank)
 
 
 def build_loader(cfg: CfgNode, split: str) -> DataLoader:
-    """DataLoader over ``build_dataset(cfg, split)``.
+    """DataLoader over ``build_dataset(cfg, split)`` for this process (of the torchrun group if any).
 
-    train: ``TRAIN.BATCH_SIZE``, shuffled, last partial batch dropped; val:
-    ``TRAIN.BATCH_SIZE``; test: ``TEST.BATCH_SIZE`` (1 with ``TEST.FULLY_CONVOLUTIONAL``: whole
-    frames of different aspect ratios do not stack) (both in list order, all kept).
-    Under torchrun the sets are split across processes: train and val by a
-    ``DistributedSampler`` (disjoint shards), test video ``i`` to process ``i % world_size``. Reproducible for a fixed ``RNG_SEED``: call
-    :func:`set_loader_epoch` before each epoch; the shuffle and the workers' base seed then
-    depend only on (``RNG_SEED``, epoch), and each worker seeds torch, ``random`` and NumPy
-    from its own seed. With ``DATA_LOADER.NUM_WORKERS = 0`` the augmentations draw from the
-    main process's generators, which the caller seeds.
+    train: micro-batches of ``TRAIN.BATCH_SIZE / (world_size x TRAIN.ACCUMULATION_STEPS)``
+    from one global order per (``RNG_SEED``, epoch); val and test: every item once over
+    all processes, ``TEST.BATCH_SIZE / world_size`` per batch (at least 1; 1 for fully
+    convolutional tests). Call :func:`set_loader_epoch` before each epoch.
     """
-    train = split == "train"
     dataset = build_dataset(cfg, split)
-    sampler = None
-    if dist.is_available() and dist.is_initialized():
-        if split == "test":  # every video exactly once over all processes (no padding)
-            sampler = list(range(dist.get_rank(), len(dataset), dist.get_world_size()))
-        else:
-            sampler = DistributedSampler(dataset, shuffle=train, seed=cfg.RNG_SEED, drop_last=train)
-    generator = torch.Generator()
-    generator.manual_seed(cfg.RNG_SEED)
-    loader = DataLoader(
+    distributed = dist.is_available() and dist.is_initialized()
+    world_size, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
+    try:
+        batch_sampler = _batch_sampler(cfg, split, len(dataset), world_size, rank)
+    except ValueError as err:  # the config is at fault, not the data
+        raise ConfigError(str(err)) from err
+    return DataLoader(
         dataset,
-        batch_size=_batch_size(cfg, split),
-        shuffle=train and sampler is None,
-        sampler=sampler,
-        drop_last=train,
+        batch_sampler=batch_sampler,
         num_workers=cfg.DATA_LOADER.NUM_WORKERS,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
-        worker_init_fn=_seed_worker,
-        generator=generator,
+        collate_fn=collate,
     )
-    loader.seed = cfg.RNG_SEED
-    return loader
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Makes ``loader``'s order and worker seeds for ``epoch`` a function of (seed, epoch) only,
-    so that a run resumed at ``epoch`` sees the same data as an uninterrupted one."""
-    loader.generator.manual_seed(loader.seed * 100003 + epoch)
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
+    """Sets the epoch of ``loader``'s batches (and of its items' randomness)."""
+    loader.batch_sampler.set_epoch(epoch)

@@ -1,22 +1,32 @@
-"""Checkpoints: atomic saves, ``weights_only`` loads, resume with fallback, head-skipping init.
+"""The checkpoint format and every decision about it: what is saved and restored, resume or
+initialise, which checkpoint a test uses.
 
 A checkpoint is a dict of tensors and plain Python values (so that
-``torch.load(..., weights_only=True)`` reads it): ``model``, ``optimizer``,
-``scheduler``, ``scaler``, ``epoch`` (epochs completed), ``rng`` and ``cfg`` (YAML text).
-Files are ``OUTPUT_DIR/checkpoints/checkpoint_epoch_NNNNN.pyth``.
+``torch.load(..., weights_only=True)`` reads it): the :class:`TrainState` entries ``model``,
+``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), plus ``rng`` (one RNG
+state per process, in rank order), ``world_size`` and ``cfg`` (YAML text). Files are
+``OUTPUT_DIR/checkpoints/checkpoint_epoch_NNNNN.pyth``.
+
+Starting a run (:func:`initialise`): the newest loadable checkpoint in ``OUTPUT_DIR`` when
+``TRAIN.AUTO_RESUME``; else ``TRAIN.CHECKPOINT_FILE_PATH``, continued (its epoch, schedule
+position, optimiser and RNG states) or, with ``TRAIN.CHECKPOINT_EPOCH_RESET``, only its
+weights (a classifier of another shape skipped); else the inflation of
+``TRAIN.CHECKPOINT_INFLATE``.
 """
 
 import logging
 import os
 import random
 import re
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
+from fvcore.common.config import CfgNode
 
-from cgnl_video.models.resnet3d import HEAD_PREFIX
+from cgnl_video.models import load_inflated_weights
 from cgnl_video.utils.io import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -98,6 +108,14 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
+def classifier_prefix(model: nn.Module) -> str:
+    """State-dict prefix of the model's classifier: its last ``nn.Linear`` (e.g. ``blocks.6.proj.``)."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise CheckpointError("the model has no linear classifier")
+    return names[-1] + "."
+
+
 def newest_loadable(output_dir: str) -> Tuple[Optional[str], Optional[Dict]]:
     """The newest checkpoint that loads, skipping (and reporting) damaged ones; never deletes."""
     for path in reversed(list_checkpoints(output_dir)):
@@ -121,8 +139,9 @@ def load_matching_weights(model: nn.Module, state: Dict[str, torch.Tensor], sour
         f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape) if k in own else 'absent'}"
         for k, v in state.items() if k not in matching
     )
+    head = classifier_prefix(unwrap(model))
     unmatched = sorted(k for k in set(own) ^ set(state) | set(state) - set(matching)
-                       if not k.startswith(HEAD_PREFIX))
+                       if not k.startswith(head))
     if unmatched:
         raise CheckpointError(
             f"{source}: does not fit the model; missing, unexpected or mismatched: {unmatched[:8]}"
@@ -131,3 +150,109 @@ def load_matching_weights(model: nn.Module, state: Dict[str, torch.Tensor], sour
     if skipped:
         logger.info("%s: skipped keys: %s", source, "; ".join(skipped))
     return skipped
+
+
+@dataclass
+class TrainState:
+    """What a training run is: the model (unwrapped), its optimiser, schedule and GradScaler,
+    and the number of epochs completed. ``state_dict`` / ``load_state_dict`` as torch modules."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # IterationSchedule: state_dict / load_state_dict
+    scaler: torch.amp.GradScaler
+    epoch: int = 0
+
+    def state_dict(self) -> Dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+        }
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = state["epoch"]
+
+
+def save_checkpoint(state: TrainState, cfg: CfgNode, rng_states: List[Dict]) -> str:
+    """Writes ``checkpoint_epoch_{state.epoch:05d}.pyth`` atomically (rank 0 only).
+
+    ``rng_states``: every process's :func:`rng_state`, in rank order. A file already there
+    (a damaged checkpoint that resuming skipped) is kept as ``.prev``.
+    """
+    path = checkpoint_path(cfg.OUTPUT_DIR, state.epoch)
+    if os.path.exists(path):
+        os.replace(path, path + ".prev")
+    atomic_save({**state.state_dict(), "rng": rng_states, "world_size": len(rng_states), "cfg": cfg.dump()}, path)
+    return path
+
+
+def _restore(state: TrainState, checkpoint: Dict, rank: int, source: str) -> None:
+    """Loads a whole run from ``checkpoint`` into ``state``, and this rank's RNG state."""
+    try:
+        state.load_state_dict(checkpoint)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise CheckpointError(f"{source}: cannot continue this run from it ({type(err).__name__}: {err})") from err
+    rng = checkpoint.get("rng")
+    rng = [rng] if isinstance(rng, dict) else rng or []  # one dict: written by a single process
+    if rank < len(rng):
+        set_rng_state(rng[rank])
+    else:
+        logger.warning("%s: no RNG state saved for rank %d (saved by %d processes); keeping this "
+                       "process's seed", source, rank, len(rng))
+
+
+def initialise(state: TrainState, cfg: CfgNode, rank: int = 0) -> str:
+    """Resumes or initialises ``state`` as the module docstring says; returns what was done."""
+    if cfg.TRAIN.AUTO_RESUME:
+        path, checkpoint = newest_loadable(cfg.OUTPUT_DIR)
+        if checkpoint is not None:
+            _restore(state, checkpoint, rank, path)
+            return f"resumed from {path} (epoch {state.epoch})"
+    source = cfg.TRAIN.CHECKPOINT_FILE_PATH
+    if source:
+        checkpoint = load_file(source)
+        if cfg.TRAIN.CHECKPOINT_EPOCH_RESET:
+            load_matching_weights(state.model, checkpoint["model"], source)
+            return f"initialised from the weights of {source} (epoch reset to 0)"
+        _restore(state, checkpoint, rank, source)
+        return f"continuing the run of {source} from epoch {state.epoch}"
+    if cfg.TRAIN.CHECKPOINT_INFLATE:
+        unused = load_inflated_weights(state.model, cfg.TRAIN.CHECKPOINT_INFLATE)
+        return f"inflated {cfg.TRAIN.CHECKPOINT_INFLATE}; unused 2D keys: {unused}"
+    return "initialised at random"
+
+
+def find_test_checkpoint(cfg: CfgNode) -> str:
+    """``TEST.CHECKPOINT_FILE_PATH``, or the newest checkpoint in ``OUTPUT_DIR``."""
+    if cfg.TEST.CHECKPOINT_FILE_PATH:
+        return cfg.TEST.CHECKPOINT_FILE_PATH
+    paths = list_checkpoints(cfg.OUTPUT_DIR)
+    if not paths:
+        raise CheckpointError(
+            f"no checkpoint in {checkpoint_dir(cfg.OUTPUT_DIR)} and TEST.CHECKPOINT_FILE_PATH is empty"
+        )
+    return paths[-1]
+
+
+def load_for_test(model: nn.Module, path: str) -> None:
+    """Loads every weight of ``path`` into ``model``; a shape mismatch names both shapes."""
+    state = load_file(path)["model"]
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(value.shape)} in the checkpoint but "
+                f"{tuple(own[key].shape)} in the model (MODEL.NUM_CLASSES or architecture differ)"
+            )
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )

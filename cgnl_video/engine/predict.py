@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw
 from cgnl_video.datasets.decoders import open_video
 from cgnl_video.datasets.lists import VideoRecord
 from cgnl_video.datasets.video_io import write_video
-from cgnl_video.datasets.video_dataset import VideoDataset
+from cgnl_video.datasets.video_dataset import build_dataset
+from cgnl_video.engine.inputs import build_normalizer
 from cgnl_video.engine.test import video_scores
 
 Prediction = List[Tuple[str, float]]
@@ -24,11 +25,12 @@ def predict_videos(model, cfg: CfgNode, paths: Sequence[str], class_names: Seque
     """Top-5 ``(class name, score)`` per video; scores are the aggregated view scores
     divided by the view count (so they read as probabilities with ``sum``)."""
     records = [VideoRecord(path, 0, i) for i, path in enumerate(paths)]
-    dataset = VideoDataset(records, "test", cfg)
+    dataset = build_dataset(cfg, "test", records)
+    normalize = build_normalizer(cfg, device)
     results = []
     for record in records:
         views = dataset.views(record)
-        scores = video_scores(model, views, cfg, device)
+        scores = video_scores(model, views, cfg, normalize)
         if cfg.TEST.ENSEMBLE_METHOD == "sum":
             scores = scores / len(views)
         top = scores.topk(min(5, len(scores)))

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from cgnl_video.datasets import build_loader
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
+from cgnl_video.engine.inputs import InputNormalizer, build_normalizer
 from cgnl_video.engine.meters import ClassificationMeter, aggregate_views
 from cgnl_video.engine.precision import autocast_context
 from cgnl_video.engine.reporting import plot_confusion_matrix
@@ -34,42 +35,13 @@ from cgnl_video.utils.io import atomic_write_text
 logger = logging.getLogger(__name__)
 
 
-def test_checkpoint_path(cfg: CfgNode) -> str:
-    """``TEST.CHECKPOINT_FILE_PATH``, or the newest checkpoint in ``OUTPUT_DIR``."""
-    if cfg.TEST.CHECKPOINT_FILE_PATH:
-        return cfg.TEST.CHECKPOINT_FILE_PATH
-    paths = ckpt.list_checkpoints(cfg.OUTPUT_DIR)
-    if not paths:
-        raise ckpt.CheckpointError(
-            f"no checkpoint in {ckpt.checkpoint_dir(cfg.OUTPUT_DIR)} and TEST.CHECKPOINT_FILE_PATH is empty"
-        )
-    return paths[-1]
-
-
-def load_for_test(model: nn.Module, path: str) -> None:
-    """Loads every weight of ``path`` into ``model``; a shape mismatch names both shapes."""
-    state = ckpt.load_file(path)["model"]
-    own = model.state_dict()
-    for key, value in state.items():
-        if key in own and own[key].shape != value.shape:
-            raise ckpt.CheckpointError(
-                f"{path}: {key} has shape {tuple(value.shape)} in the checkpoint but "
-                f"{tuple(own[key].shape)} in the model (MODEL.NUM_CLASSES or architecture differ)"
-            )
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ckpt.CheckpointError(
-            f"{path}: does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-
-
 @torch.no_grad()
-def video_scores(model: nn.Module, views: torch.Tensor, cfg: CfgNode, device: torch.device) -> torch.Tensor:
-    """``V x C x T x H x W`` views -> ``NUM_CLASSES`` aggregated softmax scores."""
+def video_scores(model: nn.Module, views: torch.Tensor, cfg: CfgNode, normalize: InputNormalizer) -> torch.Tensor:
+    """uint8 ``V x C x T x H x W`` views -> ``NUM_CLASSES`` aggregated softmax scores."""
     chunks = []
     for chunk in views.split(cfg.TEST.MAX_VIEWS_PER_BATCH):
-        with autocast_context(cfg, device):
-            logits = model(chunk.to(device, non_blocking=True))
+        with autocast_context(cfg, normalize.device):
+            logits = model(normalize(chunk))
         chunks.append(logits.float().softmax(dim=1).cpu())
     return aggregate_views(torch.cat(chunks), cfg.TEST.ENSEMBLE_METHOD)
 
@@ -92,9 +64,10 @@ def run_test(cfg: CfgNode) -> Dict:
     device = setup_run(cfg, "test_config.yaml")
     class_names = check_num_classes(cfg)
     model = build_model(cfg)
-    path = test_checkpoint_path(cfg)
-    load_for_test(model, path)
+    path = ckpt.find_test_checkpoint(cfg)
+    ckpt.load_for_test(model, path)
     model.to(device).eval()
+    normalize = build_normalizer(cfg, device)
     loader = build_loader(cfg, "test")
     records = {record.index: record for record in loader.dataset.records}
     meter = ClassificationMeter(cfg.MODEL.NUM_CLASSES)
@@ -107,7 +80,7 @@ def run_test(cfg: CfgNode) -> Dict:
             if is_failed:
                 failed.append({"path": record.path, "reason": reason})
                 continue
-            scores = video_scores(model, views, cfg, device)
+            scores = video_scores(model, views, cfg, normalize)
             meter.update(scores[None], label[None])
             top = scores.topk(min(5, len(scores)))
             rows.append({"path": record.path, "label": int(label),

@@ -2,17 +2,23 @@
 
 Flow of one run (``tools/train_net.py``): set up the process (torchrun, seeds), save
 the merged config, check ``MODEL.NUM_CLASSES`` against ``classes.txt``, build the
-model / optimiser / schedule, initialise (auto-resume from ``OUTPUT_DIR``, else
-``TRAIN.CHECKPOINT_FILE_PATH``, else ``TRAIN.CHECKPOINT_INFLATE``), then per epoch:
-train, validate every ``TRAIN.EVAL_PERIOD`` epochs, checkpoint every
-``TRAIN.CHECKPOINT_PERIOD`` epochs, append stats and redraw the curves.
+model and its :class:`~cgnl_video.engine.checkpoint.TrainState`, resume or initialise it
+(``engine/checkpoint.py``), then per epoch: train, validate every ``TRAIN.EVAL_PERIOD``
+epochs, checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs, append stats and redraw the
+curves.
+
+Batches: ``TRAIN.BATCH_SIZE`` is the global batch of one optimiser step; each of the
+``world_size`` processes loads ``BATCH_SIZE / (world_size x TRAIN.ACCUMULATION_STEPS)``
+clips per micro-batch and the gradients of ``ACCUMULATION_STEPS`` micro-batches are summed
+(DDP averages over processes) before the step: the same model whatever the layout.
 """
 
+import contextlib
 import logging
 import math
 import os
 import time
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -23,12 +29,14 @@ from tqdm import tqdm
 from cgnl_video.datasets import build_loader, set_loader_epoch
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
+from cgnl_video.engine.inputs import InputNormalizer, build_normalizer
 from cgnl_video.engine.meters import ClassificationMeter
 from cgnl_video.engine.optim import build_optimizer, build_scheduler
 from cgnl_video.engine.precision import autocast_context, build_grad_scaler
+from cgnl_video.engine.quarantine import Quarantine
 from cgnl_video.engine.reporting import StatsWriter, plot_training_curves
 from cgnl_video.engine.setup import check_num_classes, setup_run
-from cgnl_video.models import build_model, load_inflated_weights
+from cgnl_video.models import build_model
 
 logger = logging.getLogger(__name__)
 
@@ -44,116 +52,114 @@ def freeze_batchnorm_statistics(model: nn.Module) -> None:
             module.eval()
 
 
-def initialise(cfg: CfgNode, model, optimizer, scheduler, scaler) -> int:
-    """Restores a run or initialises weights; returns the epoch to start from (0-based)."""
-    if cfg.TRAIN.AUTO_RESUME:
-        path, state = ckpt.newest_loadable(cfg.OUTPUT_DIR)
-        if state is not None:
-            ckpt.unwrap(model).load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            ckpt.set_rng_state(state["rng"])
-            logger.info("resumed from %s (epoch %d)", path, state["epoch"])
-            return state["epoch"]
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        state = ckpt.load_file(cfg.TRAIN.CHECKPOINT_FILE_PATH)
-        ckpt.load_matching_weights(model, state["model"], cfg.TRAIN.CHECKPOINT_FILE_PATH)
-        return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else state["epoch"]
-    if cfg.TRAIN.CHECKPOINT_INFLATE:
-        unused = load_inflated_weights(ckpt.unwrap(model), cfg.TRAIN.CHECKPOINT_INFLATE)
-        logger.info("inflated %s; unused 2D keys: %s", cfg.TRAIN.CHECKPOINT_INFLATE, unused)
-    return 0
+class EpochTotals:
+    """Sums over an epoch's micro-batches on this process: loss x clips, correct, clips,
+    data-wait and compute seconds."""
+
+    def __init__(self):
+        self.values = torch.zeros(5, dtype=torch.float64)
+
+    def add(self, loss: float, correct: int, clips: int, dt_data: float, dt_net: float) -> None:
+        self.values += torch.tensor([loss * clips, correct, clips, dt_data, dt_net], dtype=torch.float64)
+
+    def summary(self, iterations: int, seconds: float) -> Dict:
+        """Means over all processes (one all-reduce)."""
+        loss, correct, clips, dt_data, dt_net = du.all_reduce_sum(self.values).tolist()
+        per_iteration = max(iterations * du.world_size(), 1)
+        return {"loss": loss / max(clips, 1), "top1": correct / max(clips, 1), "clips_per_s": clips / seconds,
+                "dt_data": dt_data / per_iteration, "dt_net": dt_net / per_iteration}
 
 
-def save_checkpoint(cfg: CfgNode, epoch: int, model, optimizer, scheduler, scaler) -> str:
-    """Writes ``checkpoint_epoch_{epoch:05d}.pyth`` atomically (rank 0 only).
+def _optimiser_step(cfg: CfgNode, state: ckpt.TrainState) -> None:
+    """Clips the gradient if configured, steps the optimiser and the schedule, clears the gradient."""
+    if cfg.SOLVER.CLIP_GRAD_L2NORM > 0:
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(state.model.parameters(), cfg.SOLVER.CLIP_GRAD_L2NORM)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scheduler.step()
 
-    A file already there (a damaged checkpoint that resuming skipped) is kept as ``.prev``.
+
+def train_epoch(cfg: CfgNode, net: nn.Module, state: ckpt.TrainState, loader, normalize: InputNormalizer,
+                epoch: int, writer: Optional[StatsWriter]) -> Tuple[Dict, List[Tuple[str, str]]]:
+    """One epoch over ``loader`` (micro-batches); ``net`` is ``state.model`` or its DDP wrapper.
+
+    Returns the epoch's means over all processes (loss, top-1, clips/s, dt_data, dt_net) and
+    this process's decoding failures ``(path, reason)``.
     """
-    path = ckpt.checkpoint_path(cfg.OUTPUT_DIR, epoch)
-    if os.path.exists(path):
-        os.replace(path, path + ".prev")
-    ckpt.atomic_save(
-        {
-            "model": ckpt.unwrap(model).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "rng": ckpt.rng_state(),
-            "cfg": cfg.dump(),
-        },
-        path,
-    )
-    return path
-
-
-def train_epoch(cfg, model, loader, optimizer, scheduler, scaler, epoch, device, writer) -> Dict:
-    """One epoch over ``loader``; returns the epoch's mean loss, top-1 and clips/s (all ranks)."""
-    model.train()
+    net.train()
     if cfg.BN.FREEZE:
-        freeze_batchnorm_statistics(model)
+        freeze_batchnorm_statistics(net)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.SOLVER.LABEL_SMOOTHING)
-    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips
-    start = time.perf_counter()
+    accumulation = cfg.TRAIN.ACCUMULATION_STEPS
+    totals, failures = EpochTotals(), []
+    state.optimizer.zero_grad(set_to_none=True)
+    start = last = time.perf_counter()
     progress = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
                     disable=not du.is_main_process(), dynamic_ncols=True)
     for iteration, batch in enumerate(progress):
-        clips = batch["video"].to(device, non_blocking=True)
-        labels = batch["label"].to(device, non_blocking=True)
-        with autocast_context(cfg, device):
-            logits = model(clips)
-            loss = criterion(logits.float(), labels)
-        loss_value = loss.item()  # one device sync per iteration
-        if not math.isfinite(loss_value):
-            raise NonFiniteLossError(
-                f"loss is {loss_value} at epoch {epoch + 1}, iteration {iteration + 1}; "
-                f"the last good checkpoint is kept in {ckpt.checkpoint_dir(cfg.OUTPUT_DIR)}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.SOLVER.CLIP_GRAD_L2NORM > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.SOLVER.CLIP_GRAD_L2NORM)
-        scaler.step(optimizer)
-        scaler.update()
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        batch_size = labels.shape[0]
-        totals += torch.tensor([loss_value * batch_size,
-                                (logits.argmax(1) == labels).sum().item(), batch_size])
-        clips_per_s = totals[2].item() * du.world_size() / (time.perf_counter() - start)
-        progress.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", clips_s=f"{clips_per_s:.1f}")
-        if du.is_main_process() and (iteration + 1) % cfg.TRAIN.LOG_PERIOD == 0:
-            step = epoch * len(loader) + iteration + 1
-            writer.write({"type": "train_iter", "epoch": epoch + 1, "iter": iteration + 1,
-                          "loss": loss_value, "lr": lr, "clips_per_s": clips_per_s}, step)
-    totals = du.all_reduce_sum(totals)
-    return {
-        "loss": totals[0].item() / max(totals[2].item(), 1),
-        "top1": totals[1].item() / max(totals[2].item(), 1),
-        "lr": optimizer.param_groups[0]["lr"],
-        "clips_per_s": totals[2].item() / (time.perf_counter() - start),
-    }
+        loaded = time.perf_counter()
+        clips, labels = normalize(batch["video"]), batch["label"].to(normalize.device, non_blocking=True)
+        stepping = (iteration + 1) % accumulation == 0
+        # DDP all-reduces gradients only on the micro-batch that ends an optimiser step.
+        sync = contextlib.nullcontext() if stepping or net is state.model else net.no_sync()
+        with sync:
+            with autocast_context(cfg, normalize.device):
+                logits = net(clips)
+                loss = criterion(logits.float(), labels)
+            loss_value = loss.item()  # one device sync per micro-batch
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(
+                    f"loss is {loss_value} at epoch {epoch + 1}, iteration {iteration + 1}; "
+                    f"the last good checkpoint is kept in {ckpt.checkpoint_dir(cfg.OUTPUT_DIR)}"
+                )
+            state.scaler.scale(loss / accumulation).backward()
+        lr = state.optimizer.param_groups[0]["lr"]
+        if stepping:
+            _optimiser_step(cfg, state)
+        failures.extend(batch["failures"])
+        now = time.perf_counter()
+        dt_data, dt_net = loaded - last, now - loaded
+        totals.add(loss_value, int((logits.argmax(1) == labels).sum()), len(labels), dt_data, dt_net)
+        last = now
+        progress.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", dt_data=f"{dt_data:.3f}",
+                             dt_net=f"{dt_net:.3f}")
+        if writer is not None and (iteration + 1) % cfg.TRAIN.LOG_PERIOD == 0:
+            writer.write({"type": "train_iter", "epoch": epoch + 1, "iter": iteration + 1, "loss": loss_value,
+                          "lr": lr, "dt_data": dt_data, "dt_net": dt_net}, epoch * len(loader) + iteration + 1)
+    record = totals.summary(len(loader), time.perf_counter() - start)
+    return {**record, "lr": state.optimizer.param_groups[0]["lr"]}, failures
 
 
 @torch.no_grad()
-def evaluate(cfg, model, loader, device) -> Dict:
-    """Single-view top-1 / top-5 / mean class accuracy over ``loader`` (all ranks)."""
+def evaluate(cfg: CfgNode, model: nn.Module, loader, normalize: InputNormalizer) -> Dict:
+    """Single-view top-1 / top-5 / mean class accuracy over ``loader`` (all processes), with the
+    videos that failed to decode reported (``num_failed``, ``failed``), never replaced."""
     model.eval()
-    meter = ClassificationMeter(cfg.MODEL.NUM_CLASSES)
+    meter, failed = ClassificationMeter(cfg.MODEL.NUM_CLASSES), []
     for batch in tqdm(loader, desc="val", disable=not du.is_main_process(), dynamic_ncols=True):
-        with autocast_context(cfg, device):
-            logits = model(batch["video"].to(device, non_blocking=True))
-        meter.update(logits.float().cpu(), batch["label"])
+        good = ~batch["failed"]
+        failed.extend(reason for reason, bad in zip(batch["reason"], batch["failed"]) if bad)
+        if good.any():
+            with autocast_context(cfg, normalize.device):
+                logits = model(normalize(batch["video"][good]))
+            meter.update(logits.float().cpu(), batch["label"][good])
     meter.reduce(du.all_reduce_sum)
-    return meter.summary()
+    failed = du.gather_lists(failed)
+    return {**meter.summary(), "num_videos": len(loader.dataset), "num_tested": meter.count,
+            "num_failed": len(failed), "failed": failed}
 
 
 class TrainResult(NamedTuple):
     model: nn.Module  # the trained model (unwrapped from DistributedDataParallel)
     val: Optional[Dict]  # the last validation summary, None without validation
+
+
+def _layout(cfg: CfgNode, loader) -> Dict:
+    """How the global batch is split, for the logs and stats.jsonl."""
+    return {"world_size": du.world_size(), "batch_per_process": loader.batch_sampler.micro,
+            "accumulation_steps": cfg.TRAIN.ACCUMULATION_STEPS, "global_batch": cfg.TRAIN.BATCH_SIZE}
 
 
 def train(cfg: CfgNode) -> TrainResult:
@@ -165,26 +171,36 @@ def train(cfg: CfgNode) -> TrainResult:
     validate = cfg.TRAIN.EVAL_PERIOD > 0
     val_loader = build_loader(cfg, "val") if validate else None
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, len(train_loader))
-    scaler = build_grad_scaler(cfg, device)
-    start_epoch = initialise(cfg, model, optimizer, scheduler, scaler)
-    if du.is_distributed():
-        model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    state = ckpt.TrainState(model, optimizer, build_scheduler(optimizer, cfg, train_loader.batch_sampler.steps_per_epoch),
+                            build_grad_scaler(cfg, device))
+    logger.info(ckpt.initialise(state, cfg, du.rank()))
+    layout = _layout(cfg, train_loader)
+    logger.info("world size %(world_size)d x %(batch_per_process)d clips per process x %(accumulation_steps)d "
+                "accumulation steps = global batch %(global_batch)d", layout)
+    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+        if du.is_distributed() else model
+    normalize = build_normalizer(cfg, device)
+    quarantine = Quarantine(cfg.OUTPUT_DIR, train_loader.dataset.records, cfg.DATA.MAX_BAD_FRACTION)
     writer = StatsWriter(cfg.OUTPUT_DIR) if du.is_main_process() else None
     summary = None
-    for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+    for epoch in range(state.epoch, cfg.SOLVER.MAX_EPOCH):
         set_loader_epoch(train_loader, epoch)
-        record = train_epoch(cfg, model, train_loader, optimizer, scheduler, scaler, epoch, device, writer)
-        last = epoch + 1 == cfg.SOLVER.MAX_EPOCH
-        evaluated = validate and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or last)
+        train_loader.dataset.quarantined = quarantine.before(epoch + 1)
+        record, failures = train_epoch(cfg, net, state, train_loader, normalize, epoch, writer)
+        quarantine.add(du.gather_lists(failures), epoch + 1, write=du.is_main_process())
+        state.epoch = last = epoch + 1
+        evaluated = validate and (last % cfg.TRAIN.EVAL_PERIOD == 0 or last == cfg.SOLVER.MAX_EPOCH)
         if evaluated:
-            summary = evaluate(cfg, model, val_loader, device)
-        if du.is_main_process():
-            writer.write({"type": "train_epoch", "epoch": epoch + 1, **record}, epoch + 1)
+            du.broadcast_buffers(model)
+            summary = evaluate(cfg, model, val_loader, normalize)
+        saving = last % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last == cfg.SOLVER.MAX_EPOCH
+        rng_states = du.gather_lists([ckpt.rng_state()]) if saving else []
+        if writer is not None:
+            writer.write({"type": "train_epoch", "epoch": last, **record, **layout}, last)
             if evaluated:
-                writer.write({"type": "val", "epoch": epoch + 1, **summary}, epoch + 1)
-            if (epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last:
-                save_checkpoint(cfg, epoch + 1, model, optimizer, scheduler, scaler)
+                writer.write({"type": "val", "epoch": last, **summary}, last)
+            if saving:
+                ckpt.save_checkpoint(state, cfg, rng_states)
             plot_training_curves(writer.read(), os.path.join(cfg.OUTPUT_DIR, "training_curves.png"))
         du.barrier()
-    return TrainResult(ckpt.unwrap(model), summary)
+    return TrainResult(model, summary)
