@@ -230,3 +230,22 @@ def test_batches_depend_on_seed_and_epoch_not_on_workers(make_data, videos):
     assert not _same(first, _epoch(cfg, epoch=1))
     cfg.RNG_SEED = 2
     assert not _same(first, _epoch(cfg))
+
+
+def test_target_fps_samples_the_same_time_span_at_any_frame_rate(make_data, tmp_path, frame_level):
+    from cgnl_video.datasets.video_io import write_video
+
+    grey = torch.tensor([frame_level(i) for i in range(48)], dtype=torch.uint8)
+    frames = grey.view(-1, 1, 1, 1).expand(-1, 48, 64, 3).contiguous().numpy()
+    for fps in (25, 50):
+        write_video(str(tmp_path / f"videos/fps{fps}.mp4"), frames, fps=fps)
+    cfg = make_data({"val": [("videos/fps25.mp4", 0), ("videos/fps50.mp4", 0)]})
+    cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, cfg.DATA.TARGET_FPS = 4, 2, 25.0
+    items = serve_all(build_dataset(cfg, "val"))
+    seen = [levels(item["video"], (0, 2, 3)) for item in items]
+    # 25 fps: every 2nd frame (span 7, centre start 20); 50 fps: every 4th (span 13, start 17)
+    assert torch.allclose(seen[0], torch.tensor([float(frame_level(i)) for i in (20, 22, 24, 26)]), atol=3)
+    assert torch.allclose(seen[1], torch.tensor([float(frame_level(i)) for i in (17, 21, 25, 29)]), atol=3)
+    cfg.DATA.TARGET_FPS = 0.0  # every SAMPLING_RATE decoded frames, whatever the rate
+    same = [levels(item["video"], (0, 2, 3)) for item in serve_all(build_dataset(cfg, "val"))]
+    assert torch.allclose(same[0], same[1], atol=3)

@@ -14,6 +14,7 @@ from cgnl_video.engine.checkpoint import CheckpointError  # noqa: E402
 from cgnl_video.datasets.video_dataset import VideoLoadError  # noqa: E402
 from cgnl_video.config.cli import config_from_args, default_parser, run_tool  # noqa: E402
 from cgnl_video.engine import distributed as du  # noqa: E402
+from cgnl_video.engine.quarantine import TooManyBadVideos  # noqa: E402
 from cgnl_video.engine.train import NonFiniteLossError, train  # noqa: E402
 
 
@@ -29,4 +30,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_tool(main, (CheckpointError, ListFormatError, NonFiniteLossError, VideoLoadError))
+    run_tool(main, (CheckpointError, ListFormatError, NonFiniteLossError, TooManyBadVideos, VideoLoadError))
