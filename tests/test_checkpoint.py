@@ -90,3 +90,39 @@ def test_checkpoints_are_listed_in_epoch_order(tmp_path):
     names = [os.path.basename(p) for p in ckpt.list_checkpoints(str(tmp_path))]
     assert names == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth",
                      "checkpoint_epoch_00010.pyth"]
+
+
+def test_train_state_round_trips_with_one_rng_state_per_process(tmp_path):
+    from cgnl_video.engine.optim import build_optimizer, build_scheduler
+
+    cfg = load_config(None, SMALL + ["MODEL.NUM_CLASSES", "3", "OUTPUT_DIR", str(tmp_path), "SOLVER.BASE_LR", "0.2"])
+
+    def fresh_state():
+        model = build_model(cfg)
+        optimizer = build_optimizer(model, cfg)
+        return ckpt.TrainState(model, optimizer, build_scheduler(optimizer, cfg, 10), torch.amp.GradScaler("cpu", enabled=False))
+
+    state = fresh_state()
+    state.model(torch.randn(2, 3, 4, 32, 32)).sum().backward()
+    state.optimizer.step()
+    state.scheduler.step()
+    state.epoch = 4
+    torch.manual_seed(11)
+    rank0 = ckpt.rng_state()
+    torch.manual_seed(22)
+    rank1 = ckpt.rng_state()
+    path = ckpt.save_checkpoint(state, cfg, [rank0, rank1])
+    restored = fresh_state()
+    checkpoint = ckpt.load_file(path)
+    ckpt._restore(restored, checkpoint, rank=1, source=path)
+    assert restored.epoch == 4 and restored.scheduler.iteration == 1 and checkpoint["world_size"] == 2
+    assert all(torch.equal(a, b) for a, b in zip(restored.model.state_dict().values(), state.model.state_dict().values()))
+    assert restored.optimizer.state_dict()["state"].keys() == state.optimizer.state_dict()["state"].keys()
+    torch.manual_seed(22)
+    expected = torch.rand(3)
+    ckpt._restore(restored, checkpoint, rank=1, source=path)
+    assert torch.equal(torch.rand(3), expected)  # rank 1 continues rank 1's generator, not rank 0's
+
+
+def test_the_classifier_is_found_without_knowing_the_backbone():
+    assert ckpt.classifier_prefix(small_model(5)) == "blocks.6.proj."
