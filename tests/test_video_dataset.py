@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import default_collate
 
 from cgnl_video.config import get_cfg
-from cgnl_video.datasets import build_dataset, build_loader, video_dataset
+from cgnl_video.datasets import build_dataset, build_loader
 from cgnl_video.datasets.lists import ListFormatError, write_classes, write_video_list
 from cgnl_video.datasets.video_dataset import VideoLoadError
 
@@ -79,7 +79,8 @@ def test_test_items_hold_all_views_clip_major(make_data, videos, frame_level):
 def test_test_items_decode_the_union_of_their_clips_once(make_data, videos, monkeypatch):
     cfg = make_data({"test": [(videos[0], 0)]})
     cfg.TEST.NUM_ENSEMBLE_VIEWS = 3  # starts 0, 12, 25: clips overlap
-    calls, original_open = [], video_dataset.open_video
+    dataset = build_dataset(cfg, "test")
+    calls, original_open = [], dataset.decoder.open
 
     def spying_open(*args, **kwargs):
         video = original_open(*args, **kwargs)
@@ -87,8 +88,8 @@ def test_test_items_decode_the_union_of_their_clips_once(make_data, videos, monk
         video.get = lambda indices: calls.append(list(indices)) or get(indices)
         return video
 
-    monkeypatch.setattr(video_dataset, "open_video", spying_open)
-    build_dataset(cfg, "test")[0]
+    monkeypatch.setattr(dataset.decoder, "open", spying_open)
+    dataset[0]
     assert calls == [[0, 2, 4, 6, 12, 14, 16, 18, 25, 27, 29, 31]]
 
 

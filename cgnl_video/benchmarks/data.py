@@ -12,7 +12,7 @@ of 256) unless ``--set`` overrides it:
    indices. Target: dataset >= 0.9x the raw clips/s.
 2. multi-view test items: ``raw decord`` of the union of the K clips' frames in one
    ``get_batch`` (one pass), the K clips decoded one by one (a reader per clip, as
-   datasets with one item per clip do), the dataset's decoding alone (``open_video`` +
+   datasets with one item per clip do), the dataset's decoding alone (``decoder.open`` +
    ``get`` of the union) and the whole test item (decode + K x S normalised views).
    Target: the item <= 1.2x the one-pass decode.
 3. a 1080p H.264 video (written with ``write_video``): a train clip decoded at full size
@@ -39,7 +39,7 @@ from cgnl_video.benchmarks.timing import Measurement, measure
 from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset, sampling
-from cgnl_video.datasets.decoders import open_video, scaled_size
+from cgnl_video.datasets.decoders import scaled_size
 from cgnl_video.datasets.lists import CLASSES_FILE, list_file, write_classes, write_video_list
 from cgnl_video.datasets.video_io import write_video
 from cgnl_video.datasets.video_dataset import VideoDataset
@@ -110,13 +110,13 @@ def multiview_candidates(paths: Sequence[str], cfg, dataset: VideoDataset) -> Ca
 
     def dataset_decode() -> None:
         for record in dataset.records:
-            with open_video(record.path, dataset.backend, dataset.short_side) as video:
+            with dataset.decoder.open(record.path, dataset.short_side) as video:
                 video.get(_union(_test_clips(video.num_frames, cfg)))
 
     return {
         "raw decord, union of the K clips in one get_batch": union_one_pass,
         "raw decord, K clips one by one (a reader each)": clips_one_by_one,
-        "dataset decode only (open_video + get of the union)": dataset_decode,
+        "dataset decode only (open + get of the union)": dataset_decode,
         "dataset test item (decode + K x S views)": every_item(dataset),
         "float32 zeros of a test item's size (writing the output alone)": lambda: [
             torch.zeros(dataset.test_shape) for _ in paths
@@ -170,7 +170,7 @@ def render(args, cfg, train, test, hd, elapsed_s: float) -> str:
     train_ratio = train["raw decord get_batch"].median_s / train["dataset train item"].median_s
     union = "raw decord, union of the K clips in one get_batch"
     test_ratio = test["dataset test item (decode + K x S views)"].median_s / test[union].median_s
-    decode_ratio = test["dataset decode only (open_video + get of the union)"].median_s / test[union].median_s
+    decode_ratio = test["dataset decode only (open + get of the union)"].median_s / test[union].median_s
     data, views = cfg.DATA, cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     return "\n\n".join([
         "### Data pipeline (CPU, one process = one DataLoader worker)",

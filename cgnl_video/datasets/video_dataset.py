@@ -35,7 +35,7 @@ from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from cgnl_video.datasets import sampling
-from cgnl_video.datasets.decoders import DecodeError, open_video
+from cgnl_video.datasets.decoders import DecodeError, build_decoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
 from cgnl_video.datasets.transforms import build_transform
 
@@ -57,7 +57,7 @@ class VideoDataset(Dataset):
         self.short_side = self.transform.short_side
         self.num_samples, self.stride = cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE
         self.num_clips = cfg.TEST.NUM_ENSEMBLE_VIEWS if split == "test" else 1
-        self.backend = cfg.DATA.DECODING_BACKEND
+        self.decoder = build_decoder(cfg)
         self.max_retries = cfg.DATA.MAX_DECODE_RETRIES
         self.crop_size = cfg.DATA.TEST_CROP_SIZE
         # Videos found undecodable by this process (path -> reason), never drawn as replacements.
@@ -73,7 +73,7 @@ class VideoDataset(Dataset):
 
     def views(self, record: VideoRecord) -> torch.Tensor:
         """All views of ``record``'s video: float ``V x C x T x H x W``; raises DecodeError."""
-        with open_video(record.path, self.backend, self.short_side) as video:
+        with self.decoder.open(record.path, self.short_side) as video:
             clips = np.asarray(self._clips(video.num_frames))
             union, positions = np.unique(clips, return_inverse=True)
             frames = video.get(union)
