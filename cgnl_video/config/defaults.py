@@ -92,9 +92,9 @@ _C.DATA.MEAN = [0.45, 0.45, 0.45]
 _C.DATA.STD = [0.225, 0.225, 0.225]
 # Train/val: undecodable videos replaced by random others, per item, before giving up.
 _C.DATA.MAX_DECODE_RETRIES = 10
-# Seconds one decoding call (open or read) may take; the decoding then runs in a child process
+# Seconds (integer) one decoding call (open or read) may take; the decoding then runs in a child process
 # that is killed past it, or that may crash, costing one video (0 = decode in-process, unguarded).
-_C.DATA.DECODE_TIMEOUT = 60.0
+_C.DATA.DECODE_TIMEOUT = 60
 # Decoding threads per DataLoader worker (decord num_threads, PyAV thread_count).
 _C.DATA.DECODING_THREADS = 1
 
