@@ -11,7 +11,8 @@ longer than ``timeout`` seconds the child is killed and the call raises
 aborts on ``std::bad_alloc``) the call raises ``DecodeError(path, "decoder process died
 (SIGABRT)")``. The next call starts a new child. Frames come back through a pipe.
 
-A GuardedDecoder pickles as its settings (the child is not carried along).
+A GuardedDecoder serves one thread at a time (a thread pool wants one per thread) and
+pickles as its settings (the child is not carried along).
 """
 
 import itertools
