@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cgnl_video.config import get_cfg
-from cgnl_video.datasets import build_dataset, build_loader, set_loader_epoch, video_dataset
+from cgnl_video.datasets import build_dataset, build_loader, set_loader_epoch
 from cgnl_video.datasets.lists import ListFormatError, write_classes, write_video_list
 from cgnl_video.datasets.video_dataset import VideoLoadError, collate
 
@@ -77,10 +77,11 @@ def test_test_items_hold_all_views_clip_major(make_data, videos, frame_level):
         assert torch.allclose(per_view[view], expected, atol=3)
 
 
-def test_test_items_decode_the_union_of_their_clips_once(make_data, videos, monkeypatch):
+def test_test_items_decode_the_union_of_their_clips_once(make_data, videos):
     cfg = make_data({"test": [(videos[0], 0)]})
     cfg.TEST.NUM_ENSEMBLE_VIEWS = 3  # starts 0, 12, 25: clips overlap
-    calls, original_open = [], video_dataset.open_video
+    dataset = build_dataset(cfg, "test")
+    calls, original_open = [], dataset.opener
 
     def spying_open(*args, **kwargs):
         video = original_open(*args, **kwargs)
@@ -88,8 +89,8 @@ def test_test_items_decode_the_union_of_their_clips_once(make_data, videos, monk
         video.get = lambda indices: calls.append(list(indices)) or get(indices)
         return video
 
-    monkeypatch.setattr(video_dataset, "open_video", spying_open)
-    build_dataset(cfg, "test")[0]
+    dataset.opener = spying_open
+    dataset[0]
     assert calls == [[0, 2, 4, 6, 12, 14, 16, 18, 25, 27, 29, 31]]
 
 
@@ -122,11 +123,11 @@ def test_bad_training_videos_are_logged_and_replaced(make_data, videos, bad_vide
     assert all(torch.equal(a["video"], b["video"]) for a, b in zip(items, serve_all(dataset)))
 
 
-def test_quarantined_videos_are_replaced_without_being_decoded(make_data, videos, monkeypatch):
+def test_quarantined_videos_are_replaced_without_being_decoded(make_data, videos):
     cfg = make_data({"train": [(path, i % 2) for i, path in enumerate(videos)]})
-    opened, original_open = [], video_dataset.open_video
-    monkeypatch.setattr(video_dataset, "open_video", lambda path, **kw: opened.append(path) or original_open(path, **kw))
     dataset = build_dataset(cfg, "train")
+    opened, original_open = [], dataset.opener
+    dataset.opener = lambda path, **kw: opened.append(path) or original_open(path, **kw)
     dataset.quarantined = frozenset({0, 2})
     items = serve_all(dataset)
     assert {item["index"] for item in items} <= {1, 3}

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Benchmarks, one subcommand each: ``python tools/benchmark.py {blocks,data} [-h] ...``.
+"""Benchmarks, one subcommand each: ``python tools/benchmark.py {blocks,data,decoding} [-h] ...``.
 
 ``blocks``: the CGNL block against its floor and the NL block (``cgnl_video.benchmarks.blocks``);
-``data``: the input pipeline (``cgnl_video.benchmarks.data``). Each module registers its
+``data``: the input pipeline (``cgnl_video.benchmarks.data``); ``decoding``: the decoding
+watchdog's overhead (``cgnl_video.benchmarks.decoding``). Each module registers its
 own subparser; see ``cgnl_video/benchmarks/__init__.py``.
 """
 
@@ -13,7 +14,7 @@ import sys
 from types import ModuleType
 from typing import List, Optional
 
-SUBCOMMANDS = ("blocks", "data")
+SUBCOMMANDS = ("blocks", "data", "decoding")
 
 
 def benchmark_module(name: str) -> Optional[ModuleType]:

@@ -56,7 +56,7 @@ def main():
         for name, score in prediction:
             print(f"  {score:.3f}  {name}")
     if args.out_video:
-        write_annotated_video(args.videos[0], args.out_video, predictions[0], cfg.DATA.DECODING_BACKEND)
+        write_annotated_video(args.videos[0], args.out_video, predictions[0], cfg)
         print(f"wrote {args.out_video}")
 
 

@@ -12,7 +12,7 @@ of 256) unless ``--set`` overrides it:
    decode the same indices. Target: dataset >= 0.95x the raw clips/s.
 2. multi-view test items: ``raw decord`` of the union of the K clips' frames in one
    ``get_batch`` (one pass), the K clips decoded one by one (a reader per clip, as
-   datasets with one item per clip do), the dataset's decoding alone (``open_video`` +
+   datasets with one item per clip do), the dataset's decoding alone (its ``opener`` +
    ``get`` of the union) and the whole test item (decode + K x S uint8 views; normalised
    later, on the device). Target: the item <= 1.2x the one-pass decode, and its bytes 4x
    fewer than float32 views.
@@ -42,7 +42,7 @@ from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset, sampling
 from cgnl_video.datasets.batching import item_seed
-from cgnl_video.datasets.decoders import open_video, scaled_size
+from cgnl_video.datasets.decoders import VideoDecoder, build_decoder, scaled_size
 from cgnl_video.datasets.lists import CLASSES_FILE, list_file, write_classes, write_video_list
 from cgnl_video.datasets.video_io import write_video
 from cgnl_video.datasets.video_dataset import VideoDataset
@@ -119,7 +119,7 @@ def multiview_candidates(paths: Sequence[str], cfg, dataset: VideoDataset) -> Ca
     return {
         "raw decord, union of the K clips in one get_batch": union_one_pass,
         "raw decord, K clips one by one (a reader each)": clips_one_by_one,
-        "dataset decode only (open_video + get of the union)": dataset_decode,
+        "dataset decode only (open + get of the union)": dataset_decode,
         "dataset test item (decode + K x S views)": every_item(dataset),
         "float32 zeros of a test item's size (float views would write this)": lambda: [
             torch.zeros(dataset.failed_shape) for _ in paths
@@ -127,9 +127,9 @@ def multiview_candidates(paths: Sequence[str], cfg, dataset: VideoDataset) -> Ca
     }
 
 
-def _full_size_open(path: str, short_side=None, backend: str = "decord"):
-    """Opens ``path`` without decode-time scaling (the comparison's full-size decode)."""
-    return open_video(path, backend)
+def _full_size_open(path: str, short_side=None, decoder: VideoDecoder = None):
+    """Opens ``path`` with ``decoder`` without decode-time scaling (the full-size comparison)."""
+    return decoder.open(path, None)
 
 
 def write_hd_video(path: str, num_frames: int) -> None:
@@ -178,7 +178,7 @@ def render(args, cfg, train, test, hd, test_shape, elapsed_s: float) -> str:
     train_ratio = train["raw decord get_batch"].median_s / train["dataset train item"].median_s
     union = "raw decord, union of the K clips in one get_batch"
     test_ratio = test["dataset test item (decode + K x S views)"].median_s / test[union].median_s
-    decode_ratio = test["dataset decode only (open_video + get of the union)"].median_s / test[union].median_s
+    decode_ratio = test["dataset decode only (open + get of the union)"].median_s / test[union].median_s
     data, views = cfg.DATA, cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     item_bytes = math.prod(test_shape)  # uint8
     float_bytes = 4 * item_bytes
@@ -251,7 +251,7 @@ def main(args: argparse.Namespace) -> None:
         write_hd_video(hd_path, args.hd_frames)
         hd_set = make_datasets(cfg, [hd_path], os.path.dirname(hd_path))["train"]
         full_size = build_dataset(cfg, "train", hd_set.records)
-        full_size.opener = functools.partial(_full_size_open, backend=cfg.DATA.DECODING_BACKEND)
+        full_size.opener = functools.partial(_full_size_open, decoder=build_decoder(cfg))
         hd = _measure("1080p", hd_candidates(hd_path, cfg, hd_set, full_size), args)
     body = render(args, cfg, train, test, hd, datasets["test"].failed_shape, time.perf_counter() - start)
     print(body)

@@ -100,6 +100,11 @@ _C.DATA.MAX_DECODE_RETRIES = 10
 # Training stops when more than this fraction of the training list has failed to decode
 # (the failures are in OUTPUT_DIR/bad_videos.tsv).
 _C.DATA.MAX_BAD_FRACTION = 0.05
+# Seconds (integer) one decoding call (open or read) may take; the decoding then runs in a child process
+# that is killed past it, or that may crash, costing one video (0 = decode in-process, unguarded).
+_C.DATA.DECODE_TIMEOUT = 60
+# Decoding threads per DataLoader worker (decord num_threads, PyAV thread_count).
+_C.DATA.DECODING_THREADS = 1
 
 # ---------------------------------------------------------------------------
 # Data loader

@@ -33,7 +33,6 @@ clips' frames in one pass. Bad videos:
 of :mod:`cgnl_video.datasets.batching`.
 """
 
-import functools
 import logging
 import os
 from typing import AbstractSet, Callable, List, Optional, Sequence, Tuple
@@ -47,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from cgnl_video.config.loading import ConfigError
 from cgnl_video.datasets import sampling
 from cgnl_video.datasets.batching import GlobalBatchSampler, Key, ShardBatchSampler, item_seed
-from cgnl_video.datasets.decoders import DecodeError, Video, open_video
+from cgnl_video.datasets.decoders import DecodeError, Video, build_decoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
 from cgnl_video.datasets.transforms import build_transform
 
@@ -67,7 +66,8 @@ class VideoDataset(Dataset):
     Args:
         records: the list's videos.
         transform: ``TrainTransform`` or ``MultiViewTransform`` (``datasets/transforms.py``).
-        opener: opens a video file, e.g. ``functools.partial(open_video, backend="decord")``.
+        opener: opens a video file, e.g. ``VideoDecoder(...).open`` (``datasets/decoders.py``:
+            decoding guarded by a watchdog child process, or in-process).
         num_frames, sampling_rate: T frames every ``sampling_rate`` frames (of a
             ``target_fps`` video when ``target_fps > 0``, see ``sampling.frame_stride``).
         num_clips: K clips per item (uniformly spread) unless ``train``.
@@ -181,8 +181,9 @@ def read_records(cfg: CfgNode, split: str) -> List[VideoRecord]:
 
 
 def build_opener(cfg: CfgNode) -> VideoOpener:
-    """How the config's datasets open videos (``DATA.DECODING_BACKEND``)."""
-    return functools.partial(open_video, backend=cfg.DATA.DECODING_BACKEND)
+    """How the config's datasets open videos: ``DATA.DECODING_BACKEND`` under the watchdog of
+    ``DATA.DECODE_TIMEOUT``, ``DATA.DECODING_THREADS`` threads."""
+    return build_decoder(cfg).open
 
 
 def build_dataset(cfg: CfgNode, split: str, records: Optional[Sequence[VideoRecord]] = None) -> VideoDataset:

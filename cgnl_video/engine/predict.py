@@ -10,7 +10,7 @@ import torch
 from fvcore.common.config import CfgNode
 from PIL import Image, ImageDraw
 
-from cgnl_video.datasets.decoders import open_video
+from cgnl_video.datasets.decoders import build_decoder
 from cgnl_video.datasets.lists import VideoRecord
 from cgnl_video.datasets.video_io import write_video
 from cgnl_video.datasets.video_dataset import build_dataset
@@ -51,9 +51,9 @@ def draw_predictions(frames: np.ndarray, prediction: Prediction) -> np.ndarray:
     return out
 
 
-def write_annotated_video(src: str, dst: str, prediction: Prediction, backend: str) -> None:
+def write_annotated_video(src: str, dst: str, prediction: Prediction, cfg: CfgNode) -> None:
     """Decodes ``src`` (even-sized, every frame), draws ``prediction``, writes H.264 to ``dst``."""
-    with open_video(src, backend) as video:
+    with build_decoder(cfg).open(src) as video:
         frames = video.get(range(video.num_frames)).numpy()
     height, width = (s - s % 2 for s in frames.shape[1:3])
     write_video(dst, draw_predictions(frames[:, :height, :width], prediction))

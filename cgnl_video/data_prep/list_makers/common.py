@@ -8,11 +8,12 @@ source split, problems found); :func:`finish` then optionally checks every video
 ``report.tsv`` is always written (header only when all went well), one problem a line:
 ``kind<TAB>split<TAB>item<TAB>detail`` with kind ``missing`` (listed but not on disk),
 ``unannotated`` (a Kinetics id found in no annotation CSV) or ``unreadable`` (failed
-``--check``).
+``--check``: not decodable, or the decoder hung past ``--decode-timeout`` or crashed).
 """
 
 import argparse
 import os
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from tqdm import tqdm
 
-from cgnl_video.datasets.decoders import DecodeError, open_video
+from cgnl_video.decoding.errors import DecodeError
+from cgnl_video.decoding.guard import GuardedDecoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, list_file, write_classes, write_video_list
 from cgnl_video.utils.io import atomic_output
 
@@ -76,22 +78,34 @@ def scan_videos(root: str) -> List[str]:
     return sorted(found)
 
 
-def probe_video(path: str) -> Optional[str]:
-    """Decodes the first and last frame (decord, as training does); returns None, or why it failed."""
+def probe_video(path: str, decoder: GuardedDecoder) -> Optional[str]:
+    """Decodes the first and last frame (as training does, in ``decoder``'s watched child
+    process); returns None, or why it failed (including a hang or a crash of the decoder)."""
     try:
-        with open_video(path, "decord") as video:
+        with decoder.open(path) as video:
             video.get([0, video.num_frames - 1])
     except DecodeError as err:
         return err.reason
     return None
 
 
-def check_videos(lists: DatasetLists, video_root: str, workers: int = 1) -> None:
-    """Drops the entries whose video does not decode, recording each as ``unreadable``."""
+def check_videos(lists: DatasetLists, video_root: str, workers: int = 1, timeout: float = 60.0) -> None:
+    """Drops the entries whose video does not decode within ``timeout`` seconds per call,
+    recording each as ``unreadable``; ``workers`` threads, each with its decoder process."""
     paths = sorted({path for entries in lists.splits.values() for path, _ in entries})
     full_paths = [os.path.join(video_root, path) for path in paths]
+    local, decoders = threading.local(), []
+
+    def probe(path: str) -> Optional[str]:
+        if not hasattr(local, "decoder"):
+            local.decoder = GuardedDecoder("decord", timeout)
+            decoders.append(local.decoder)
+        return probe_video(path, local.decoder)
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        reasons = list(progress(pool.map(probe_video, full_paths), "checking", total=len(paths)))
+        reasons = list(progress(pool.map(probe, full_paths), "checking", total=len(paths)))
+    for decoder in decoders:
+        decoder.close()
     bad = {path: reason for path, reason in zip(paths, reasons) if reason is not None}
     for split, entries in lists.splits.items():
         lists.problems.extend(Problem(UNREADABLE, split, p, bad[p]) for p, _ in entries if p in bad)
@@ -141,6 +155,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, dataset: str) -> None:
         "--check", action="store_true", help="decode each video's first and last frame; report the failures"
     )
     parser.add_argument("--workers", type=int, default=2, help="threads for --check (default: %(default)s)")
+    parser.add_argument("--decode-timeout", type=float, default=60.0,
+                        help="--check: seconds a video may take to open or decode (default: %(default)s)")
     parser.add_argument("--separator", default=" ", help="path/label separator (default: a space)")
 
 
@@ -148,7 +164,7 @@ def finish(args: argparse.Namespace) -> DatasetLists:
     """Runs the subcommand's maker (``args.make``), ``--check``, the writes and the summary."""
     lists = args.make(args)
     if args.check:
-        check_videos(lists, args.video_root, args.workers)
+        check_videos(lists, args.video_root, args.workers, args.decode_timeout)
     write_outputs(lists, args.out_dir, args.separator)
     print(summary(lists, args.out_dir))
     return lists

@@ -1,0 +1,91 @@
+"""A container's sanity probe: what a viewer displays, and whether decord can be trusted with it.
+
+decord 0.6.0 indexes the packets of a file, trusts its header and ignores edit lists, so on
+some files it hangs (stream-copy cuts, dmlc/decord#373), aborts the process (an AVI header
+claiming 2^31-1 frames: ``std::bad_alloc``), returns other frames than asked, or squashes
+rotated frames. The probe compares, from the index (MP4, AVI) or the packets (others),
+without decoding more than the first frame:
+
+- packets hidden by an edit list (flagged discard by FFmpeg),
+- the header's frame count and ``duration x fps`` against the displayed packet count,
+- the rotation of the display matrix;
+
+and :attr:`Probe.distrust` says why decord must not see the file ("" if it may).
+"""
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import av
+
+from cgnl_video.decoding.errors import DecodeError
+
+# Formats whose index lists every packet (Matroska, for one, indexes keyframes only).
+_FULLY_INDEXED = ("mov", "avi")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """``num_frames`` displayed frames at ``fps``, coded ``native`` (width, height), shown
+    rotated by ``rotation`` degrees counterclockwise (a multiple of 90); ``distrust``: why
+    decord must not decode the file, or ""."""
+
+    num_frames: int
+    fps: float
+    native: Tuple[int, int]
+    rotation: int
+    distrust: str
+
+
+def video_stream(container: av.container.InputContainer, path: str) -> av.video.stream.VideoStream:
+    """The first video stream of ``container``; DecodeError if there is none."""
+    if not container.streams.video:
+        raise DecodeError(path, "no video stream")
+    return container.streams.video[0]
+
+
+def _packet_counts(container: av.container.InputContainer, stream) -> Tuple[int, int]:
+    """(displayed, hidden) packets, from the index where it lists every packet."""
+    if container.format.name.split(",")[0] in _FULLY_INDEXED and len(stream.index_entries):
+        flags = [entry.is_discard for entry in stream.index_entries if entry.size]
+    else:
+        flags = [p.is_discard for p in container.demux(stream) if p.pts is not None]
+        container.seek(0, stream=stream, backward=True)
+    hidden = sum(flags)
+    return len(flags) - hidden, hidden
+
+
+def _rotation(container: av.container.InputContainer, stream, path: str) -> int:
+    """Rotation of the first frame (decoding it also proves the stream decodes)."""
+    frame = next(container.decode(stream), None)
+    if frame is None:
+        raise DecodeError(path, "no frames")
+    return round(frame.rotation / 90) * 90 % 360
+
+
+def _distrust(count: int, hidden: int, header: int, duration_frames: float, rotation: int) -> str:
+    if hidden:
+        return f"{hidden} packets hidden by an edit list"
+    if header and header != count:
+        return f"the header claims {header} frames, the index holds {count}"
+    if duration_frames and abs(duration_frames - count) > max(2.0, 0.02 * count):
+        return f"duration x fps gives {duration_frames:.0f} frames, the index holds {count}"
+    if rotation:
+        return f"rotated by {rotation} degrees"
+    return ""
+
+
+def probe(container: av.container.InputContainer, path: str) -> Probe:
+    """Probes the open ``container`` of ``path`` (leaves it positioned anywhere)."""
+    stream = video_stream(container, path)
+    fps = stream.average_rate or stream.guessed_rate
+    if not fps:
+        raise DecodeError(path, "unknown frame rate")
+    count, hidden = _packet_counts(container, stream)
+    if count < 1:
+        raise DecodeError(path, "no frames")
+    duration_frames = float(stream.duration * stream.time_base * fps) if stream.duration else 0.0
+    rotation = _rotation(container, stream, path)
+    codec = stream.codec_context
+    distrust = _distrust(count, hidden, stream.frames, duration_frames, rotation)
+    return Probe(count, float(fps), (codec.width, codec.height), rotation, distrust)

@@ -1,0 +1,70 @@
+"""The decoding child process of :class:`~cgnl_video.decoding.guard.GuardedDecoder`:
+``python -m cgnl_video.decoding.server`` (no torch: it starts fast and stays small).
+
+Requests arrive on stdin (see :mod:`~cgnl_video.decoding.wire`), replies leave on the
+original stdout; anything the libraries print goes to stderr. Requests:
+
+- ``("open", handle, path, backend, short_side, threads, check)`` -> ``("ok", (num_frames,
+  (width, height), fps, backend))``;
+- ``("get", handle, indices)`` -> ``("frames", shape)`` and the uint8 frames;
+- ``("close", handle)`` -> no reply.
+
+A failure replies ``("error", exception)`` (DecodeError, IndexError, ValueError) and returns
+the freed memory to the system (glibc keeps it otherwise, and failed decodes free a lot).
+The process exits when stdin closes.
+"""
+
+import ctypes
+import os
+import signal
+import sys
+from typing import BinaryIO, Dict
+
+from cgnl_video.decoding import wire
+from cgnl_video.decoding.errors import DecodeError
+from cgnl_video.decoding.readers import Reader, open_reader
+
+
+def _malloc_trim() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _handle(request: tuple, readers: Dict[int, Reader], out: BinaryIO) -> None:
+    op, handle, *args = request
+    if op == "open":
+        reader = readers[handle] = open_reader(*args)
+        wire.send(out, ("ok", (reader.num_frames, reader.size, reader.fps, reader.backend)))
+    elif op == "get":
+        frames = readers[handle].get(args[0])
+        wire.send(out, ("frames", frames.shape), frames)
+    else:
+        readers.pop(handle).close()  # the parent closes each handle it opened, once
+
+
+def serve(source: BinaryIO, out: BinaryIO) -> None:
+    """Answers requests from ``source`` on ``out`` until ``source`` closes."""
+    readers: Dict[int, Reader] = {}
+    while True:
+        try:
+            request = wire.receive(source)
+        except EOFError:
+            return
+        try:
+            _handle(request, readers, out)
+        except (DecodeError, IndexError, ValueError) as err:
+            wire.send(out, ("error", err))
+            _malloc_trim()
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes stdin
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(os.fdopen(sys.stdin.fileno(), "rb", buffering=0), out)
+
+
+if __name__ == "__main__":
+    main()

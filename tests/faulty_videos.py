@@ -1,0 +1,164 @@
+"""Makers of the faulty-but-real video files users hit (issue 8), for any test to reuse.
+
+Every maker writes a real file with PyAV (plus byte patches of its header) and returns a
+:class:`Faulty`: the path and ``expected``, the frames a viewer displays (uint8
+``T x H x W x 3``), so that a test can compare any decoder's frame ``i`` with them.
+
+Frames are identifiable: frame ``i`` of a synthetic video is flat grey :func:`level` ``(i)``
+with a black band on its left third (so that a rotation shows).
+"""
+
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterable, List, Optional
+
+import av
+import numpy as np
+
+WIDTH, HEIGHT = 64, 48
+
+
+@dataclass
+class Faulty:
+    """A faulty file and the frames it displays (uint8 ``T x H x W x 3``)."""
+
+    path: str
+    expected: np.ndarray
+
+
+def level(index: int) -> int:
+    """Grey level of synthetic frame ``index`` (distinct for ``index < 56``)."""
+    return 16 + 4 * index
+
+
+def synthetic_frames(count: int) -> np.ndarray:
+    """Frames ``0 .. count-1``: uint8 ``count x HEIGHT x WIDTH x 3``."""
+    frames = np.empty((count, HEIGHT, WIDTH, 3), np.uint8)
+    for i in range(count):
+        frames[i] = level(i)
+        frames[i, :, : WIDTH // 3] = 0
+    return frames
+
+
+def write_frames(path: str, frames: np.ndarray, pts: Optional[Iterable[int]] = None, fmt: str = "mp4",
+                 codec: str = "libx264", gop: int = 10) -> None:
+    """Writes ``frames`` at 25 fps (time base 1/25; ``pts`` gives each frame's tick, default ``i``)."""
+    with av.open(path, "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25, options={"g": str(gop), "threads": "1"})
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        for frame, tick in zip(frames, pts if pts is not None else range(len(frames))):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = tick, Fraction(1, 25)
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+
+
+def sequential_frames(path: str) -> np.ndarray:
+    """Every frame of a well-formed ``path``, decoded in order by PyAV: uint8 ``T x H x W x 3``."""
+    with av.open(path) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def stream_copy_cut(src: str, dst: str, start: int) -> None:
+    """Cuts ``src`` at displayed frame ``start`` without re-encoding, as ``ffmpeg -ss -c copy`` does.
+
+    The packets from the keyframe before ``start`` on are kept, shifted so that frame
+    ``start`` is at time 0; the mp4 muxer hides the earlier ones with an edit list.
+    """
+    with av.open(src) as source:
+        packets = [p for p in source.demux(video=0) if p.size]
+        stream = source.streams.video[0]
+        display = sorted(p.pts for p in packets)
+        cut_pts = display[start]
+        keyframe = max(i for i, p in enumerate(packets) if p.is_keyframe and p.pts <= cut_pts)
+        with av.open(dst, "w", format="mp4") as out:
+            out_stream = out.add_stream_from_template(stream)
+            for packet in packets[keyframe:]:
+                packet.pts, packet.dts = packet.pts - cut_pts, packet.dts - cut_pts
+                packet.stream = out_stream
+                out.mux(packet)
+
+
+def synthetic_cut(folder, count: int = 60, start: int = 34) -> Faulty:
+    """A stream-copy cut at frame ``start`` of a ``count``-frame synthetic mp4 (keyframes every 25)."""
+    frames = synthetic_frames(count)
+    src, dst = f"{folder}/uncut.mp4", f"{folder}/cut.mp4"
+    write_frames(src, frames, gop=25)
+    stream_copy_cut(src, dst, start)
+    return Faulty(dst, sequential_frames(src)[start:])
+
+
+def real_cut(folder, source: str, start: int = 234) -> Faulty:
+    """A stream-copy cut of the real ``source`` (e.g. ``test.mp4`` at frame 234)."""
+    dst = f"{folder}/real_cut.mp4"
+    stream_copy_cut(source, dst, start)
+    return Faulty(dst, sequential_frames(source)[start:])
+
+
+def vfr(folder) -> Faulty:
+    """Two 25 fps runs of 25 frames with a 2 s gap between them (variable frame rate mp4)."""
+    frames = synthetic_frames(50)
+    path = f"{folder}/vfr.mp4"
+    write_frames(path, frames, pts=[i if i < 25 else i + 50 for i in range(50)])
+    return Faulty(path, sequential_frames(path))
+
+
+def _patch_u32(data: bytearray, tag: bytes, offset: int, value: int) -> None:
+    """Sets the little-endian uint32 ``offset`` bytes into every ``tag`` chunk's data."""
+    at = data.find(tag)
+    assert at >= 0, f"no {tag!r} chunk"
+    while at >= 0:
+        struct.pack_into("<I", data, at + 8 + offset, value)
+        at = data.find(tag, at + 1)
+
+
+def avi_with_count(folder, claimed: int, count: int = 50, name: str = "") -> Faulty:
+    """An MPEG-4 AVI of ``count`` frames whose headers claim ``claimed`` frames.
+
+    Patches ``avih.dwTotalFrames``, ``strh.dwLength`` and OpenDML ``dmlh.dwTotalFrames``.
+    """
+    frames = synthetic_frames(count)
+    path = f"{folder}/{name or f'claims_{claimed}'}.avi"
+    write_frames(path, frames, fmt="avi", codec="mpeg4")
+    expected = sequential_frames(path)
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    _patch_u32(data, b"avih", 16, claimed)
+    _patch_u32(data, b"strh", 32, claimed)
+    if data.find(b"dmlh") >= 0:
+        _patch_u32(data, b"dmlh", 0, claimed)
+    with open(path, "wb") as f:
+        f.write(data)
+    return Faulty(path, expected)
+
+
+def rotated(folder) -> Faulty:
+    """An mp4 whose display matrix rotates its 64 x 48 frames by 90 degrees clockwise (shown 48 x 64)."""
+    frames = synthetic_frames(20)
+    path = f"{folder}/rotated.mp4"
+    write_frames(path, frames)
+    shown = np.rot90(sequential_frames(path), k=-1, axes=(1, 2))
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    at = data.find(b"tkhd")
+    assert data[at + 4] == 0, "tkhd version 1 not handled"
+    # tkhd v0: 4 version/flags, 20 times/ids, 8 reserved, 8 layer..., then the 3x3 matrix.
+    matrix = [0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000]
+    struct.pack_into(">9i", data, at + 4 + 40, *matrix)
+    with open(path, "wb") as f:
+        f.write(data)
+    return Faulty(path, np.ascontiguousarray(shown))
+
+
+def all_faulty(folder) -> List[Faulty]:
+    """One of each synthetic faulty file, written under ``folder``."""
+    return [
+        synthetic_cut(folder),
+        vfr(folder),
+        avi_with_count(folder, 2**31 - 1, name="huge_count"),
+        avi_with_count(folder, 80, name="over_count"),
+        avi_with_count(folder, 20, name="under_count"),
+        rotated(folder),
+    ]
