@@ -7,3 +7,12 @@ import warnings
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``cgnl_video.Recognizer``, imported on first use (``import cgnl_video`` stays light)."""
+    if name == "Recognizer":
+        from cgnl_video.inference.recognizer import Recognizer
+
+        return Recognizer
+    raise AttributeError(f"module 'cgnl_video' has no attribute {name!r}")

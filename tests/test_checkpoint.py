@@ -111,11 +111,12 @@ def test_train_state_round_trips_with_one_rng_state_per_process(tmp_path):
     rank0 = ckpt.rng_state()
     torch.manual_seed(22)
     rank1 = ckpt.rng_state()
-    path = ckpt.save_checkpoint(state, cfg, [rank0, rank1])
+    path = ckpt.save_checkpoint(state, cfg, [rank0, rank1], ["a", "b", "c"])
     restored = fresh_state()
     checkpoint = ckpt.load_file(path)
     ckpt._restore(restored, checkpoint, rank=1, source=path)
     assert restored.epoch == 4 and restored.scheduler.iteration == 1 and checkpoint["world_size"] == 2
+    assert checkpoint["classes"] == ["a", "b", "c"]
     assert all(torch.equal(a, b) for a, b in zip(restored.model.state_dict().values(), state.model.state_dict().values()))
     assert restored.optimizer.state_dict()["state"].keys() == state.optimizer.state_dict()["state"].keys()
     torch.manual_seed(22)

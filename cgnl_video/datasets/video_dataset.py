@@ -98,11 +98,16 @@ class VideoDataset(Dataset):
 
     def views(self, record: VideoRecord, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """All views of ``record``'s video: uint8 ``V x C x T x H x W``; raises DecodeError."""
-        generator = generator or torch.Generator().manual_seed(self.seed)
         with self.opener(record.path, short_side=self.transform.short_side) as video:
-            clips = np.asarray(self._clips(video, generator))
-            union, positions = np.unique(clips, return_inverse=True)
-            frames = video.get(union)
+            return self.views_of(video, generator)
+
+    def views_of(self, video: Video, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """All views of an open ``video`` (anything with ``num_frames``, ``fps`` and ``get``):
+        the union of its clips' frames is read once; uint8 ``V x C x T x H x W``."""
+        generator = generator or torch.Generator().manual_seed(self.seed)
+        clips = np.asarray(self._clips(video, generator))
+        union, positions = np.unique(clips, return_inverse=True)
+        frames = video.get(union)
         return self.transform(frames, torch.from_numpy(positions.reshape(clips.shape)), generator)
 
     def __getitem__(self, key: Key) -> dict:

@@ -1,5 +1,5 @@
-"""Writing videos (PyAV): the counterpart of the decoders, for generated data, benchmarks and
-inference outputs.
+"""Video files: which names are videos, and writing videos (PyAV), the counterpart of the
+decoders, for generated data, benchmarks and inference outputs.
 
     write_video("out.mp4", frames)   # uint8 T x H x W x 3 (RGB), H and W even
 """
@@ -8,6 +8,9 @@ import av
 import numpy as np
 
 from cgnl_video.utils.io import atomic_output
+
+# File name endings taken for videos when scanning folders (list makers, prediction).
+VIDEO_EXTENSIONS = (".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
 
 _X264_OPTIONS = {"threads": "1", "preset": "veryfast", "x264-params": "mbtree=0"}
 

@@ -4,7 +4,8 @@ initialise, which checkpoint a test uses.
 A checkpoint is a dict of tensors and plain Python values (so that
 ``torch.load(..., weights_only=True)`` reads it): the :class:`TrainState` entries ``model``,
 ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), plus ``rng`` (one RNG
-state per process, in rank order), ``world_size`` and ``cfg`` (YAML text). Files are
+state per process, in rank order), ``world_size``, ``cfg`` (YAML text) and ``classes``
+(names). Files are
 ``OUTPUT_DIR/checkpoints/checkpoint_epoch_NNNNN.pyth``.
 
 Starting a run (:func:`initialise`): the newest loadable checkpoint in ``OUTPUT_DIR`` when
@@ -180,16 +181,18 @@ class TrainState:
         self.epoch = state["epoch"]
 
 
-def save_checkpoint(state: TrainState, cfg: CfgNode, rng_states: List[Dict]) -> str:
+def save_checkpoint(state: TrainState, cfg: CfgNode, rng_states: List[Dict], classes: List[str]) -> str:
     """Writes ``checkpoint_epoch_{state.epoch:05d}.pyth`` atomically (rank 0 only).
 
-    ``rng_states``: every process's :func:`rng_state`, in rank order. A file already there
-    (a damaged checkpoint that resuming skipped) is kept as ``.prev``.
+    ``rng_states``: every process's :func:`rng_state`, in rank order; ``classes``: the class
+    names (so that inference needs no list files). A file already there (a damaged checkpoint
+    that resuming skipped) is kept as ``.prev``.
     """
     path = checkpoint_path(cfg.OUTPUT_DIR, state.epoch)
     if os.path.exists(path):
         os.replace(path, path + ".prev")
-    atomic_save({**state.state_dict(), "rng": rng_states, "world_size": len(rng_states), "cfg": cfg.dump()}, path)
+    extra = {"rng": rng_states, "world_size": len(rng_states), "cfg": cfg.dump(), "classes": list(classes)}
+    atomic_save({**state.state_dict(), **extra}, path)
     return path
 
 
@@ -241,9 +244,11 @@ def find_test_checkpoint(cfg: CfgNode) -> str:
     return paths[-1]
 
 
-def load_for_test(model: nn.Module, path: str) -> None:
-    """Loads every weight of ``path`` into ``model``; a shape mismatch names both shapes."""
-    state = load_file(path)["model"]
+def load_for_test(model: nn.Module, path: str) -> Dict:
+    """Loads every weight of ``path`` into ``model`` and returns the checkpoint; a shape mismatch
+    names both shapes."""
+    checkpoint = load_file(path)
+    state = checkpoint["model"]
     own = model.state_dict()
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:
@@ -256,3 +261,4 @@ def load_for_test(model: nn.Module, path: str) -> None:
         raise CheckpointError(
             f"{path}: does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
+    return checkpoint

@@ -165,7 +165,7 @@ def _layout(cfg: CfgNode, loader) -> Dict:
 def train(cfg: CfgNode) -> TrainResult:
     """Trains the model of ``cfg``."""
     device = setup_run(cfg, "config.yaml")
-    check_num_classes(cfg)
+    class_names = check_num_classes(cfg)
     model = build_model(cfg).to(device)
     train_loader = build_loader(cfg, "train")
     validate = cfg.TRAIN.EVAL_PERIOD > 0
@@ -200,7 +200,7 @@ def train(cfg: CfgNode) -> TrainResult:
             if evaluated:
                 writer.write({"type": "val", "epoch": last, **summary}, last)
             if saving:
-                ckpt.save_checkpoint(state, cfg, rng_states)
+                ckpt.save_checkpoint(state, cfg, rng_states, class_names)
             plot_training_curves(writer.read(), os.path.join(cfg.OUTPUT_DIR, "training_curves.png"))
         du.barrier()
     return TrainResult(model, summary)

@@ -24,11 +24,11 @@ from tqdm import tqdm
 from cgnl_video.decoding.errors import DecodeError
 from cgnl_video.decoding.guard import GuardedDecoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, list_file, write_classes, write_video_list
+from cgnl_video.datasets.video_io import VIDEO_EXTENSIONS
 from cgnl_video.utils.io import atomic_output
 
 Entry = Tuple[str, int]  # (path relative to the video root, label)
 
-VIDEO_EXTENSIONS = (".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
 MISSING, UNANNOTATED, UNREADABLE = "missing", "unannotated", "unreadable"
 REPORT_FILE = "report.tsv"
 

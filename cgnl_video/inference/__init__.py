@@ -1,0 +1,1 @@
+"""Recognising videos with a trained model: :class:`~cgnl_video.inference.recognizer.Recognizer`."""

@@ -1,0 +1,118 @@
+"""``Recognizer``: a trained model ready to recognise videos, as mmaction2's inference API.
+
+    from cgnl_video import Recognizer
+
+    recognizer = Recognizer.from_run("output/demo/run")          # its config.yaml, newest checkpoint
+    recognizer = Recognizer("configs/demo/synthetic_cgnl.yaml", "ckpt.pyth", ["TEST.NUM_SPATIAL_CROPS", "1"])
+    recognizer.predict("video.mp4")           # [(class, score), ...] top-k, multi-view (the test views)
+    recognizer.predict_clip(frames)           # the same for decoded uint8 frames N x H x W x 3
+    recognizer.features("video.mp4")          # pooled backbone features (D,), averaged over the views
+
+Views are the test config's K clips x S crops (``TEST.*``), decoded under the watchdog of
+``DATA.DECODE_TIMEOUT``; scores are the views' softmax scores combined by
+``TEST.ENSEMBLE_METHOD`` (``sum``: their mean, so they read as probabilities).
+"""
+
+import logging
+import os
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from fvcore.common.config import CfgNode
+
+from cgnl_video.config.loading import ConfigError, load_config
+from cgnl_video.datasets.lists import CLASSES_FILE, VideoRecord, read_classes
+from cgnl_video.datasets.video_dataset import build_dataset
+from cgnl_video.engine import checkpoint as ckpt
+from cgnl_video.engine.inputs import build_normalizer
+from cgnl_video.engine.test import video_scores
+from cgnl_video.inference.frames import FramesVideo
+from cgnl_video.models import build_model
+
+logger = logging.getLogger(__name__)
+
+Prediction = List[Tuple[str, float]]
+
+
+def _class_names(cfg: CfgNode, checkpoint: dict) -> List[str]:
+    """Names saved in the checkpoint, else ``classes.txt`` of the config's data, else numbers."""
+    names = checkpoint.get("classes")
+    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASSES_FILE)
+    if not names and os.path.isfile(path):
+        names = read_classes(path)
+    if not names:
+        logger.warning("no class names in the checkpoint nor %s: using numbers", path)
+        names = [str(i) for i in range(cfg.MODEL.NUM_CLASSES)]
+    if len(names) != cfg.MODEL.NUM_CLASSES:
+        raise ConfigError(f"MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES} but the model's classes are {len(names)}")
+    return list(names)
+
+
+class Recognizer:
+    """A config's model with trained weights and its test views (see the module docstring).
+
+    Args:
+        cfg_file: YAML config (None: the defaults); ``overrides``: ``KEY VALUE`` pairs.
+        checkpoint: weights to use (default: the newest checkpoint of ``OUTPUT_DIR``).
+        device: where the model runs (default: the GPU when there is one).
+    """
+
+    def __init__(self, cfg_file: Optional[str] = None, checkpoint: Optional[str] = None,
+                 overrides: Sequence[str] = (), device: Optional[Union[str, torch.device]] = None):
+        self.cfg = load_config(cfg_file, overrides)
+        self.checkpoint = checkpoint or ckpt.find_test_checkpoint(self.cfg)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = build_model(self.cfg)
+        saved = ckpt.load_for_test(self.model, self.checkpoint)
+        self.model.to(self.device).eval()
+        self.class_names = _class_names(self.cfg, saved)
+        self.normalize = build_normalizer(self.cfg, self.device)
+        self.dataset = build_dataset(self.cfg, "test", records=[])
+
+    @classmethod
+    def from_run(cls, output_dir: str, checkpoint: Optional[str] = None, overrides: Sequence[str] = (),
+                 device: Optional[Union[str, torch.device]] = None) -> "Recognizer":
+        """The model of a training run: ``output_dir/config.yaml`` and its newest checkpoint."""
+        cfg_file = os.path.join(output_dir, "config.yaml")
+        if not os.path.isfile(cfg_file):
+            raise ConfigError(f"{output_dir}: not a training run (no config.yaml)")
+        return cls(cfg_file, checkpoint, ["OUTPUT_DIR", output_dir, *overrides], device)
+
+    def scores(self, views: torch.Tensor) -> torch.Tensor:
+        """uint8 views ``V x C x T x H x W`` -> ``NUM_CLASSES`` combined scores (mean for ``sum``)."""
+        scores = video_scores(self.model, views, self.cfg, self.normalize)
+        return scores / len(views) if self.cfg.TEST.ENSEMBLE_METHOD == "sum" else scores
+
+    def top(self, scores: torch.Tensor, topk: int = 5) -> Prediction:
+        """``(class name, score)`` of the ``topk`` largest ``scores``."""
+        best = scores.topk(min(topk, len(scores)))
+        return [(self.class_names[i], float(s)) for i, s in zip(best.indices, best.values)]
+
+    def views(self, path: str) -> torch.Tensor:
+        """The test views of the video at ``path`` (uint8 ``V x C x T x H x W``); DecodeError."""
+        return self.dataset.views(VideoRecord(path, 0, 0))
+
+    def predict(self, path: str, topk: int = 5) -> Prediction:
+        """Top-``topk`` ``(class, score)`` of the video at ``path``."""
+        return self.top(self.scores(self.views(path)), topk)
+
+    def predict_clip(self, frames: Union[np.ndarray, torch.Tensor], fps: float = 0.0, topk: int = 5) -> Prediction:
+        """Top-``topk`` of decoded frames (uint8 ``N x H x W x 3``, RGB), viewed as a video."""
+        return self.top(self.scores(self.dataset.views_of(FramesVideo(frames, fps))), topk)
+
+    @torch.no_grad()
+    def features(self, path: str) -> torch.Tensor:
+        """Pooled backbone features of the video at ``path`` (the classifier's input), averaged
+        over the views: ``D`` (2048 for R50)."""
+        classifier = dict(self.model.named_modules())[ckpt.classifier_prefix(self.model)[:-1]]
+        captured = []
+        handle = classifier.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+        try:
+            for chunk in self.views(path).split(self.cfg.TEST.MAX_VIEWS_PER_BATCH):
+                self.model(self.normalize(chunk))
+        finally:
+            handle.remove()
+        per_view = torch.cat([c.reshape(c.shape[0], -1, c.shape[-1]).mean(1) for c in captured])
+        return per_view.float().mean(0).cpu()
+
