@@ -10,14 +10,10 @@ import os
 from typing import Dict, List
 
 import numpy as np
-import torch
-from fvcore.common.config import CfgNode
 
 from cgnl_video.datasets.lists import VideoRecord
 from cgnl_video.datasets.video_dataset import build_dataset
-from cgnl_video.engine import checkpoint as ckpt
-from cgnl_video.engine.inputs import build_normalizer
-from cgnl_video.models import build_model
+from cgnl_video.inference.recognizer import Recognizer
 from cgnl_video.visualization.attention import display
 from cgnl_video.visualization.maps import BlockMaps, block_maps
 from cgnl_video.visualization.overlay import grid, mark, overlay, save_gif, save_png
@@ -40,17 +36,14 @@ def _rows(frames: np.ndarray, maps: BlockMaps) -> Dict[str, np.ndarray]:
     return rows
 
 
-def visualize_video(cfg: CfgNode, video: str, out_dir: str, num_queries: int = 3) -> List[str]:
-    """Writes the maps of every non-local block of ``cfg``'s model (its test checkpoint) on
-    ``video``; returns the paths written."""
-    model = build_model(cfg)
-    ckpt.load_for_test(model, ckpt.find_test_checkpoint(cfg))
-    dataset = build_dataset(cfg, "val", [VideoRecord(video, 0, 0)])
+def visualize_video(recognizer: Recognizer, video: str, out_dir: str, num_queries: int = 3) -> List[str]:
+    """Writes the maps of every non-local block of ``recognizer``'s model on ``video`` (its centre
+    clip and crop, the validation view); returns the paths written."""
+    dataset = build_dataset(recognizer.cfg, "val", [VideoRecord(video, 0, 0)])
     views = dataset.views(dataset.records[0])  # uint8 1 x C x T x H x W
-    clip = build_normalizer(cfg, torch.device("cpu"))(views)
     frames = views[0].permute(1, 2, 3, 0).numpy()  # T x H x W x 3
     written = []
-    for name, maps in block_maps(model, clip, num_queries).items():
+    for name, maps in block_maps(recognizer.model, recognizer.normalize(views), num_queries).items():
         rows = _rows(frames, maps)
         names = [f"{maps.kind} {name}: {row}" if row == "clip" else row for row in rows]
         base = os.path.join(out_dir, name)

@@ -36,7 +36,8 @@ def nonlocal_blocks(model: nn.Module) -> Dict[str, nn.Module]:
 
 @torch.no_grad()
 def block_inputs(model: nn.Module, clip: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """Each non-local block's input for ``clip`` (float ``1 x 3 x T x H x W``, normalised)."""
+    """Each non-local block's input for ``clip`` (float ``1 x 3 x T x H x W``, normalised, on the
+    model's device)."""
     inputs, handles = {}, []
     for name, block in nonlocal_blocks(model).items():
         handles.append(block.register_forward_hook(
@@ -53,9 +54,9 @@ def block_maps(model: nn.Module, clip: torch.Tensor, num_queries: int) -> Dict[s
     """:class:`BlockMaps` of every non-local block of ``model`` on ``clip``."""
     blocks, result = nonlocal_blocks(model), {}
     for name, x in block_inputs(model, clip).items():
-        resp = response(blocks[name], x)[0]
+        resp = response(blocks[name], x)[0].float().cpu()
         flat = strongest_positions(resp, num_queries)
         queries = [tuple(int(v) for v in torch.unravel_index(i, resp.shape)) for i in flat]
         kind = "CGNL" if isinstance(blocks[name], CGNLBlock) else "NL"
-        result[name] = BlockMaps(kind, resp, queries, attention(blocks[name], x, flat)[0])
+        result[name] = BlockMaps(kind, resp, queries, attention(blocks[name], x, flat.to(x.device))[0].float().cpu())
     return result
