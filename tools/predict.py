@@ -7,10 +7,17 @@ the newest in ``OUTPUT_DIR``), or ``--run OUTPUT_DIR`` for a training run's conf
 checkpoint. Folders give every video below them, ``.txt``/``.csv``/``.lst`` files one video per
 line. ``--json``: one JSON line per video (``{"video", "top"}`` or ``{"video", "error"}``). A video
 that fails is reported on its own and the others go on (exit status 1 if any failed).
-``--out-video PATH`` writes the first video back with its top predictions drawn on it.
+``--timeline``: sliding windows of ``--window`` seconds every ``--stride`` seconds (``--smooth``
+windows averaged), the video decoded once as a stream; ``--timeline-out FILE`` (.json or .csv)
+for one video. ``--out-video PATH`` writes the first video back, streaming, with its top
+predictions (or the current window's label with ``--timeline``) drawn on it.
 """
 
 import argparse
+import contextlib
+import csv
+import dataclasses
+import io
 import json
 import os
 import re
@@ -21,9 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cgnl_video.config.cli import run_tool  # noqa: E402
 from cgnl_video.datasets.decoders import DecodeError  # noqa: E402
 from cgnl_video.engine.checkpoint import CheckpointError  # noqa: E402
-from cgnl_video.engine.predict import write_annotated_video  # noqa: E402
+from cgnl_video.engine.predict import LabelledVideoWriter, prediction_lines  # noqa: E402
 from cgnl_video.inference.inputs import expand_inputs  # noqa: E402
 from cgnl_video.inference.recognizer import Recognizer  # noqa: E402
+from cgnl_video.utils.io import atomic_write_text  # noqa: E402
 
 CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
 
@@ -37,6 +45,11 @@ def parse_args():
     parser.add_argument("--topk", type=int, default=5, help="classes per video (default: 5)")
     parser.add_argument("--json", action="store_true", help="one JSON line per video")
     parser.add_argument("--out-video", help="write the first video here with its predictions drawn")
+    parser.add_argument("--timeline", action="store_true", help="score sliding windows along each video")
+    parser.add_argument("--window", type=float, default=2.0, help="timeline window, seconds (default: 2)")
+    parser.add_argument("--stride", type=float, default=1.0, help="timeline stride, seconds (default: 1)")
+    parser.add_argument("--smooth", type=int, default=1, help="timeline windows averaged (default: 1, none)")
+    parser.add_argument("--timeline-out", help="write the timeline of the (one) video here: .json or .csv")
     parser.add_argument("items", nargs="+", metavar="VIDEO [KEY VALUE ...]",
                         help="videos, folders or list files, then optional config overrides")
     args = parser.parse_intermixed_args()  # options may also follow the videos
@@ -45,6 +58,10 @@ def parse_args():
     args.videos, args.opts = expand_inputs(args.items[:split]), args.items[split:]
     if not args.videos:
         parser.error("no video given (or none found in the folders and lists given)")
+    if args.timeline_out and (not args.timeline or len(args.videos) != 1):
+        parser.error("--timeline-out needs --timeline and exactly one video")
+    if args.timeline_out and not args.timeline_out.lower().endswith((".json", ".csv")):
+        parser.error(f"--timeline-out {args.timeline_out}: expected a .json or .csv file")
     return args
 
 
@@ -57,6 +74,44 @@ def report(path: str, prediction, as_json: bool) -> None:
         print(f"  {score:.3f}  {name}")
 
 
+def timeline_text(windows, path: str) -> str:
+    """The timeline as JSON (a list of windows) or CSV (start, end, top-k classes and scores)."""
+    if path.lower().endswith(".json"):
+        return json.dumps([dataclasses.asdict(w) for w in windows], indent=1)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["start", "end", "classes", "scores"])
+    for w in windows:
+        writer.writerow([f"{w.start:.3f}", f"{w.end:.3f}", ";".join(n for n, _ in w.top),
+                         ";".join(f"{s:.4f}" for _, s in w.top)])
+    return out.getvalue()
+
+
+def report_timeline(path: str, windows, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"video": path, "timeline": [dataclasses.asdict(w) for w in windows]}), flush=True)
+        return
+    print(path)
+    for w in windows:
+        print(f"  {w.start:8.2f}-{w.end:8.2f} s  {w.top[0][1]:.3f}  {w.top[0][0]}")
+
+
+def recognise(recognizer: Recognizer, path: str, args, writer) -> None:
+    """Predicts (or the timeline of) one video, drawing onto ``writer`` when there is one."""
+    if args.timeline:
+        on_frame = None if writer is None else (lambda frame, label: writer.write_labelled(frame, [label]))
+        windows = recognizer.timeline(path, args.window, args.stride, args.smooth, args.topk, on_frame)
+        report_timeline(path, windows, args.json)
+        if args.timeline_out:
+            atomic_write_text(args.timeline_out, timeline_text(windows, args.timeline_out))
+        return
+    prediction = recognizer.predict(path, args.topk)
+    report(path, prediction, args.json)
+    if writer is not None:
+        for frame in recognizer.stream(path):
+            writer.write_labelled(frame, prediction_lines(prediction))
+
+
 def main():
     args = parse_args()
     if args.run:
@@ -65,17 +120,18 @@ def main():
         recognizer = Recognizer(args.cfg_file, args.checkpoint, args.opts)
     failed = 0
     for number, path in enumerate(args.videos):
+        drawing = number == 0 and args.out_video
         try:
-            prediction = recognizer.predict(path, args.topk)
+            with LabelledVideoWriter(args.out_video, recognizer.fps(path)) if drawing else \
+                    contextlib.nullcontext() as writer:
+                recognise(recognizer, path, args, writer)
         except DecodeError as err:
             failed += 1
             if args.json:
                 print(json.dumps({"video": path, "error": err.reason}), flush=True)
             print(f"error: {err}", file=sys.stderr, flush=True)
             continue
-        report(path, prediction, args.json)
-        if number == 0 and args.out_video:
-            write_annotated_video(path, args.out_video, prediction, recognizer.cfg)
+        if drawing:
             print(f"wrote {args.out_video}", file=sys.stderr if args.json else sys.stdout)
     if failed:
         sys.exit(1)

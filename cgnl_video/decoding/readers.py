@@ -157,6 +157,13 @@ class PyAVReader(Reader):
         array = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
         return np.rot90(array, self._rotation // 90) if self._rotation else array
 
+    def stream(self) -> Iterator[np.ndarray]:
+        """Every displayed frame in order, each decoded once (uint8 ``H x W x 3``): a long video
+        read as a stream, in constant memory."""
+        with decode_errors(self.path):
+            for _, frame in self._frames_from(0):
+                yield self._to_array(frame)
+
     def _read(self, indices: List[int]) -> np.ndarray:
         wanted, found = set(indices), {}
         for index, frame in self._frames_from(indices[0]):

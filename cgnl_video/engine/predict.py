@@ -1,34 +1,33 @@
-"""Predictions drawn back onto a video (as mmaction2's demo); the predictions themselves come
-from :class:`cgnl_video.inference.recognizer.Recognizer`."""
+"""Predictions drawn onto a video while it streams (as mmaction2's demo, without holding the
+video in memory); the predictions come from :class:`cgnl_video.inference.recognizer.Recognizer`."""
 
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
-from fvcore.common.config import CfgNode
 from PIL import Image, ImageDraw
 
-from cgnl_video.datasets.decoders import build_decoder
-from cgnl_video.datasets.video_io import write_video
+from cgnl_video.datasets.video_io import VideoWriter
 
 Prediction = List[Tuple[str, float]]
 
 
-def draw_predictions(frames: np.ndarray, prediction: Prediction) -> np.ndarray:
-    """Writes the top predictions in the top-left corner of every frame (``T x H x W x 3``)."""
-    lines = [f"{name}: {score:.2f}" for name, score in prediction[:3]]
-    out = np.empty_like(frames)
-    for t, frame in enumerate(frames):
-        image = Image.fromarray(frame)
-        draw = ImageDraw.Draw(image)
-        for row, text in enumerate(lines):
-            draw.text((5, 5 + 12 * row), text, fill=(255, 255, 0), stroke_width=1, stroke_fill=(0, 0, 0))
-        out[t] = np.asarray(image)
-    return out
+def prediction_lines(prediction: Prediction, count: int = 3) -> List[str]:
+    """``"class: score"`` lines of the ``count`` best classes."""
+    return [f"{name}: {score:.2f}" for name, score in prediction[:count]]
 
 
-def write_annotated_video(src: str, dst: str, prediction: Prediction, cfg: CfgNode) -> None:
-    """Decodes ``src`` (even-sized, every frame), draws ``prediction``, writes H.264 to ``dst``."""
-    with build_decoder(cfg).open(src) as video:
-        frames = video.get(range(video.num_frames)).numpy()
-    height, width = (s - s % 2 for s in frames.shape[1:3])
-    write_video(dst, draw_predictions(frames[:, :height, :width], prediction))
+def draw_text(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """``frame`` (uint8 ``H x W x 3``) with ``lines`` written in its top-left corner (a copy)."""
+    image = Image.fromarray(frame)
+    draw = ImageDraw.Draw(image)
+    for row, text in enumerate(lines):
+        draw.text((5, 5 + 12 * row), text, fill=(255, 255, 0), stroke_width=1, stroke_fill=(0, 0, 0))
+    return np.asarray(image)
+
+
+class LabelledVideoWriter(VideoWriter):
+    """A :class:`VideoWriter` whose frames get text drawn on them (cropped to even sizes)."""
+
+    def write_labelled(self, frame: np.ndarray, lines: Sequence[str]) -> None:
+        height, width = frame.shape[0] - frame.shape[0] % 2, frame.shape[1] - frame.shape[1] % 2
+        self.write(draw_text(np.ascontiguousarray(frame[:height, :width]), lines))

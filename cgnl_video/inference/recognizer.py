@@ -15,7 +15,7 @@ Views are the test config's K clips x S crops (``TEST.*``), decoded under the wa
 
 import logging
 import os
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,7 +27,9 @@ from cgnl_video.datasets.video_dataset import build_dataset
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine.inputs import build_normalizer
 from cgnl_video.engine.test import video_scores
+from cgnl_video.decoding.readers import open_reader
 from cgnl_video.inference.frames import FramesVideo
+from cgnl_video.inference.timeline import FrameCallback, Window, timeline
 from cgnl_video.models import build_model
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,22 @@ class Recognizer:
     def predict_clip(self, frames: Union[np.ndarray, torch.Tensor], fps: float = 0.0, topk: int = 5) -> Prediction:
         """Top-``topk`` of decoded frames (uint8 ``N x H x W x 3``, RGB), viewed as a video."""
         return self.top(self.scores(self.dataset.views_of(FramesVideo(frames, fps))), topk)
+
+    def timeline(self, path: str, window: float = 2.0, stride: float = 1.0, smooth: int = 1, topk: int = 5,
+                 on_frame: Optional[FrameCallback] = None) -> List[Window]:
+        """Scored sliding windows (seconds) of a long video, decoded once as a stream (see
+        :mod:`cgnl_video.inference.timeline`)."""
+        return timeline(self, path, window, stride, smooth, topk, on_frame)
+
+    def fps(self, path: str) -> float:
+        """Frames per second of the video at ``path`` (of its displayed frames)."""
+        with open_reader(path, "pyav", None, self.cfg.DATA.DECODING_THREADS) as reader:
+            return reader.fps
+
+    def stream(self, path: str) -> Iterator[np.ndarray]:
+        """The video's frames at its own size, decoded once, in order (uint8 ``H x W x 3``)."""
+        with open_reader(path, "pyav", None, self.cfg.DATA.DECODING_THREADS) as reader:
+            yield from reader.stream()
 
     @torch.no_grad()
     def features(self, path: str) -> torch.Tensor:
