@@ -50,12 +50,15 @@ def clips(data_dir):
     return build_normalizer(cfg, torch.device("cpu"))(videos)
 
 
-def randomise_norms(model: nn.Module) -> None:
-    """Random affine and running statistics in every norm layer: the blocks (identities
-    when new, with their zero-initialised final norms) then change their input."""
+def randomise_weights(model: nn.Module) -> None:
+    """Random affine and running statistics in every norm layer, so that the blocks
+    (identities when new, with their zero-initialised final norms) change their input,
+    and a classifier of std 1 rather than 0.01, so that the logits are not near 0."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for module in model.modules():
+            if isinstance(module, nn.Linear):
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator))
             if isinstance(module, (nn.BatchNorm3d, nn.GroupNorm)):
                 module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
                 module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
@@ -95,10 +98,12 @@ def max_diffs(run, model: nn.Module, clips: torch.Tensor) -> list:
 def test_exported_model_matches_eager_on_real_clips(name, fmt, data_dir, clips, tmp_path):
     cfg = tiny_cfg(data_dir, tmp_path, MODELS[name])
     model = build_model(cfg).eval()
-    randomise_norms(model)
+    randomise_weights(model)
     changes = residual_changes(model, clips[:1])
     assert len(changes) == (0 if name == "plain" else 2)
     assert all(change > 1e-2 for change in changes)  # the blocks take part in the logits
+    with torch.no_grad():
+        assert model(clips).abs().max() > 1.0  # the tolerance is small next to the logits
     out = tmp_path / f"model.{fmt}"
     export.export_model(model, cfg, fmt, str(out))
     diffs = max_diffs(export.load_exported(str(out), fmt), model, clips)
