@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Benchmarks, one subcommand each: ``python tools/benchmark.py {blocks,data} [-h] ...``.
+"""Benchmarks, one subcommand each: ``python tools/benchmark.py {blocks,data,export} [-h] ...``.
 
 ``blocks``: the CGNL block against its floor and the NL block (``cgnl_video.benchmarks.blocks``);
-``data``: the input pipeline (``cgnl_video.benchmarks.data``). Each module registers its
+``data``: the input pipeline (``cgnl_video.benchmarks.data``); ``export``: eager PyTorch
+against the ONNX and TorchScript files (``cgnl_video.benchmarks.export``). Each module registers its
 own subparser; see ``cgnl_video/benchmarks/__init__.py``.
 """
 
@@ -13,7 +14,7 @@ import sys
 from types import ModuleType
 from typing import List, Optional
 
-SUBCOMMANDS = ("blocks", "data")
+SUBCOMMANDS = ("blocks", "data", "export")
 
 
 def benchmark_module(name: str) -> Optional[ModuleType]:

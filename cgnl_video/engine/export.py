@@ -129,15 +129,19 @@ def _onnx_runner(path: str) -> Runner:
     return lambda video: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: video.numpy()})[0])
 
 
-def _torchscript_runner(path: str) -> Runner:
-    with _quiet_exporters():
-        module = torch.jit.load(path, map_location="cpu")
+def no_grad_runner(module: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
+    """``module`` (eager or TorchScript, in eval mode) called under ``torch.no_grad``."""
 
     def run(video: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return module(video)
 
     return run
+
+
+def _torchscript_runner(path: str) -> Runner:
+    with _quiet_exporters():
+        return no_grad_runner(torch.jit.load(path, map_location="cpu"))
 
 
 def load_exported(path: str, fmt: str) -> Runner:
