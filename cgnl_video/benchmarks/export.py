@@ -81,7 +81,7 @@ def render(rows: List[List[str]], args: argparse.Namespace, elapsed_s: float, ot
     return "\n\n".join([
         "### Exported models on CPU",
         f"Command: `{args.command}`",
-        f"Machine: {machine_description(CPU)}; onnxruntime with as many intra-op threads.",
+        f"Machine: {machine_description(CPU)}; onnxruntime with the same number of intra-op threads.",
         f"Run: {now:%Y-%m-%d %H:%M} UTC, {elapsed_s:.0f} s in all; float32, one view "
         f"(B={args.batch}), initial weights.{load_note(others_share)}",
         "Time: median over the interleaved rounds of one forward, ms; `/ eager`: the median "
