@@ -2,6 +2,9 @@
 
 from setuptools import find_packages, setup
 
+# tools/export.py --format onnx writes with torch; onnx and onnxruntime read and run the file.
+EXPORT_REQUIRES = ["onnx", "onnxruntime"]
+
 setup(
     name="cgnl_video",
     version="0.1.0",
@@ -19,5 +22,5 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"export": EXPORT_REQUIRES, "test": ["pytest", *EXPORT_REQUIRES]},
 )

@@ -160,3 +160,23 @@ def test_machine_description_names_the_tuning_environment(monkeypatch):
     assert "MALLOC_ARENA_MAX" not in timing.machine_description(CPU)
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     assert "MALLOC_ARENA_MAX=2" in timing.machine_description(CPU)
+
+
+def test_export_times_eager_onnxruntime_and_torchscript_side_by_side(tool, tmp_path):
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(
+        "MODEL: {NUM_CLASSES: 2}\nRESNET: {DEPTH: 18, WIDTH_PER_GROUP: 8}\n"
+        "NONLOCAL: {TYPE: cgnl, LOCATION: [[], [0], [0], []]}\nCGNL: {GROUPS: 2}\n"
+        "DATA: {NUM_FRAMES: 4, TEST_CROP_SIZE: 32}\n"
+    )
+    out = tmp_path / "PERFORMANCE.md"
+    tool.main(["export", "--configs", str(cfg_file), "--rounds", "2", "--out", str(out)])
+    rows = [line.strip("| ").split(" | ") for line in out.read_text().splitlines()
+            if line.startswith(f"| `{cfg_file}` |")]
+    assert [row[1:3] for row in rows] == [["1 x 3 x 4 x 32 x 32", name]
+                                          for name in ("eager", "onnxruntime", "torchscript")]
+    assert all(float(row[3]) > 0 and float(row[4]) > 0 and row[7] == "2" for row in rows)
+    assert rows[0][5].startswith("(max abs logit ")
+    assert all(float(row[5]) <= 1e-4 and float(row[6]) > 0 for row in rows[1:])
+    assert "<!-- export-cpu:begin -->" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["PERFORMANCE.md", "tiny.yaml"]

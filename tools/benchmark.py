@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Benchmarks, one subcommand each: ``python tools/benchmark.py {blocks,data,decoding} [-h] ...``.
+"""Benchmarks, one subcommand each: ``python tools/benchmark.py {blocks,data,decoding,export} [-h] ...``.
 
 ``blocks``: the CGNL block against its floor and the NL block (``cgnl_video.benchmarks.blocks``);
 ``data``: the input pipeline (``cgnl_video.benchmarks.data``); ``decoding``: the decoding
-watchdog's overhead (``cgnl_video.benchmarks.decoding``). Each module registers its
+watchdog's overhead (``cgnl_video.benchmarks.decoding``); ``export``: eager PyTorch against the
+ONNX and TorchScript files (``cgnl_video.benchmarks.export``). Each module registers its
 own subparser; see ``cgnl_video/benchmarks/__init__.py``.
 """
 
@@ -14,7 +15,7 @@ import sys
 from types import ModuleType
 from typing import List, Optional
 
-SUBCOMMANDS = ("blocks", "data", "decoding")
+SUBCOMMANDS = ("blocks", "data", "decoding", "export")
 
 
 def benchmark_module(name: str) -> Optional[ModuleType]:

@@ -33,6 +33,8 @@ from cgnl_video.benchmarks import markdown_table, update_section
 from cgnl_video.benchmarks.timing import (
     Measurement,
     cpu_snapshot,
+    format_ms,
+    load_note,
     machine_description,
     measure,
     others_cpu_share,
@@ -155,11 +157,6 @@ def run_case(case: Case, args: argparse.Namespace) -> Dict[str, Dict[str, Measur
     return results
 
 
-def _ms(seconds: float) -> str:
-    value = seconds * 1e3
-    return f"{value:,.{2 if value < 10 else 1}f}"
-
-
 def _mib(num_bytes: int) -> str:
     return f"{num_bytes / 2**20:,.1f}"
 
@@ -175,7 +172,7 @@ def timing_table(results: Results) -> str:
         for name in by_mode["fwd"]:
             cells = [case.shape_label, case.width_label, name]
             for mode in MODES:
-                cells += [_ms(by_mode[mode][name].median_s), _mib(by_mode[mode][name].peak_bytes)]
+                cells += [format_ms(by_mode[mode][name].median_s), _mib(by_mode[mode][name].peak_bytes)]
             rows.append(cells + [rounds])
     return markdown_table(headers, rows)
 
@@ -244,15 +241,6 @@ def target_lines(results: Results) -> List[str]:
     return lines
 
 
-def _load_note(others_share: Optional[float]) -> str:
-    if others_share is None:
-        return ""
-    return (
-        f" Other processes used {others_share:.0%} of the machine's CPU time meanwhile "
-        "(the farther from 0%, the more the times and ratios are off, small ops most)."
-    )
-
-
 def render(
     results: Results, args: argparse.Namespace, elapsed_s: float, others_share: Optional[float]
 ) -> str:
@@ -268,7 +256,7 @@ def render(
         f"Command: `{args.command}`",
         f"Machine: {machine_description(args.device)}.",
         f"Run: {now:%Y-%m-%d %H:%M} UTC, {elapsed_s:.0f} s in all; float32, B={args.batch}, "
-        f"{args.groups} groups, inner = C / 2, Taylor order {args.order}.{_load_note(others_share)}",
+        f"{args.groups} groups, inner = C / 2, Taylor order {args.order}.{load_note(others_share)}",
         "Time: median over the interleaved rounds (`rounds`: fwd / fwd+bwd) of one call, ms; "
         "fwd is eval mode under no_grad, fwd+bwd the forward plus the gradients of input and "
         f"parameters. Peak: MiB allocated during one call above its start ({memory}).",

@@ -83,6 +83,22 @@ def others_cpu_share(start: CpuSnapshot, end: CpuSnapshot) -> Optional[float]:
     return min(1.0, max(0.0, others / total)) if total > 0 else None
 
 
+def load_note(others_share: Optional[float]) -> str:
+    """A sentence (with a leading space) saying how busy the machine was; empty if unknown."""
+    if others_share is None:
+        return ""
+    return (
+        f" Other processes used {others_share:.0%} of the machine's CPU time meanwhile "
+        "(the farther from 0%, the more the times and ratios are off, small ops most)."
+    )
+
+
+def format_ms(seconds: float) -> str:
+    """``seconds`` as milliseconds: 2 decimals below 10 ms, 1 above, thousands separated."""
+    value = seconds * 1e3
+    return f"{value:,.{2 if value < 10 else 1}f}"
+
+
 def synchronize(device: torch.device) -> None:
     """Waits for the device's queued work (no-op on CPU)."""
     if device.type == "cuda":
