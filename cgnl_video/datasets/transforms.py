@@ -37,6 +37,15 @@ def _normalize(mean: Sequence[float], std: Sequence[float]) -> v2.Transform:
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std), inplace=True)])
 
 
+def check_jitter_scales(jitter_scales: Sequence[int], crop_size: int) -> None:
+    """Raises ValueError unless the scales are ``[min, max]``, ascending, not below ``crop_size``."""
+    if len(jitter_scales) != 2 or not crop_size <= jitter_scales[0] <= jitter_scales[1]:
+        raise ValueError(
+            f"DATA.TRAIN_JITTER_SCALES {list(jitter_scales)} must be [min, max], ascending and "
+            f"not below DATA.TRAIN_CROP_SIZE {crop_size}"
+        )
+
+
 class TrainTransform:
     """Scale jitter, random crop, optional horizontal flip, normalisation; one view per clip.
 
@@ -46,12 +55,8 @@ class TrainTransform:
 
     def __init__(self, jitter_scales: Sequence[int], crop_size: int, mean: Sequence[float], std: Sequence[float],
                  flip: bool = True):
+        check_jitter_scales(jitter_scales, crop_size)
         low, high = jitter_scales
-        if not crop_size <= low <= high:
-            raise ValueError(
-                f"DATA.TRAIN_JITTER_SCALES {list(jitter_scales)} must be ascending and "
-                f"not below DATA.TRAIN_CROP_SIZE {crop_size}"
-            )
         self.short_side = high
         self._geometry = v2.Compose([v2.RandomResize(low, high + 1), v2.RandomCrop(crop_size)])
         flips = [v2.RandomHorizontalFlip()] if flip else []

@@ -20,6 +20,7 @@ from fvcore.common.config import CfgNode
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cgnl_video.config.validation import validate_inputs
 from cgnl_video.datasets import build_loader, set_loader_epoch
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
@@ -158,7 +159,8 @@ class TrainResult(NamedTuple):
 
 def train(cfg: CfgNode) -> TrainResult:
     """Trains the model of ``cfg``."""
-    device = setup_run(cfg, "config.yaml")
+    validate_inputs(cfg, "train")
+    device = setup_run(cfg, "config.yaml", before_write=ckpt.check_resume_target)
     check_num_classes(cfg)
     model = build_model(cfg).to(device)
     train_loader = build_loader(cfg, "train")
@@ -170,7 +172,7 @@ def train(cfg: CfgNode) -> TrainResult:
     start_epoch = initialise(cfg, model, optimizer, scheduler, scaler)
     if du.is_distributed():
         model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    writer = StatsWriter(cfg.OUTPUT_DIR) if du.is_main_process() else None
+    writer = StatsWriter(cfg.OUTPUT_DIR, resume_epoch=start_epoch) if du.is_main_process() else None
     summary = None
     for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
         set_loader_epoch(train_loader, epoch)
