@@ -41,8 +41,8 @@ def check_jitter_scales(jitter_scales: Sequence[int], crop_size: int) -> None:
     """Raises ValueError unless the scales are ``[min, max]``, ascending, not below ``crop_size``."""
     if len(jitter_scales) != 2 or not crop_size <= jitter_scales[0] <= jitter_scales[1]:
         raise ValueError(
-            f"DATA.TRAIN_JITTER_SCALES {list(jitter_scales)} must be [min, max], ascending and "
-            f"not below DATA.TRAIN_CROP_SIZE {crop_size}"
+            f"DATA.TRAIN_JITTER_SCALES={list(jitter_scales)}: expected [min, max], ascending, "
+            f"min >= DATA.TRAIN_CROP_SIZE={crop_size}"
         )
 
 
