@@ -3,6 +3,7 @@ orphan temp files, stats.jsonl repair, disk full, bad settings stopped before an
 
 import json
 import os
+import random
 import resource
 import signal
 import socket
@@ -11,14 +12,19 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import tiny_opts
 from test_checkpoint import flip_tensor_bytes
 from test_engine_e2e import TOOLS, records, run
-from test_validation import unpicklable
 
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file
 
 NO_EVAL = {"TRAIN.EVAL_PERIOD": 0}
+
+
+def unpicklable(path):
+    """A file that only a full (unsafe) unpickling reads: an object weights_only refuses."""
+    torch.save({"conv1.weight": random.Random()}, str(path))
 
 
 def start(tool, opts, **kwargs):

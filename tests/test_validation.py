@@ -1,11 +1,10 @@
 """Config validation in-process: every bad setting is one ConfigError naming its file and key."""
 
-import random
 import shutil
 
 import pytest
-import torch
 from conftest import tiny_opts
+from test_run_safety import unpicklable
 
 from cgnl_video.config import ConfigError, load_config
 from cgnl_video.config.validation import validate_inputs
@@ -61,11 +60,6 @@ def data_copy(data_dir, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(data_dir, copy)
     return copy
-
-
-def unpicklable(path):
-    """A file that only a full (unsafe) unpickling reads: an object weights_only refuses."""
-    torch.save({"conv1.weight": random.Random()}, str(path))
 
 
 @pytest.mark.parametrize("damage, extra, message", [

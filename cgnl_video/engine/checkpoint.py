@@ -58,7 +58,7 @@ def _hash_value(digest, value) -> None:
     if isinstance(value, torch.Tensor):
         flat = value.detach().cpu().contiguous().reshape(-1)
         digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+        digest.update(flat.view(torch.uint8).numpy() if flat.numel() else b"")
     elif isinstance(value, dict):
         digest.update(f"D{len(value)}".encode())
         for key, item in value.items():
@@ -135,13 +135,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def newest_loadable(output_dir: str) -> Tuple[Optional[str], Optional[Dict]]:
-    """The newest checkpoint that loads, skipping (and reporting) damaged ones; never deletes."""
+def newest_loadable(output_dir: str, report: bool = True) -> Tuple[Optional[str], Optional[Dict]]:
+    """The newest checkpoint that loads, skipping (and, with ``report``, logging) damaged ones;
+    never deletes."""
     for path in reversed(list_checkpoints(output_dir)):
         try:
             return path, load_file(path)
         except CheckpointError as err:
-            logger.warning("skipping damaged checkpoint: %s", err)
+            if report:
+                logger.warning("skipping damaged checkpoint: %s", err)
     return None, None
 
 
@@ -204,6 +206,6 @@ def check_resume_target(cfg: CfgNode) -> None:
     """With ``TRAIN.AUTO_RESUME``, checks that the checkpoint a run would resume from was made
     with a compatible config (:func:`check_resume_compatible`); call it before writing."""
     if cfg.TRAIN.AUTO_RESUME:
-        path, state = newest_loadable(cfg.OUTPUT_DIR)
+        path, state = newest_loadable(cfg.OUTPUT_DIR, report=False)  # resuming reports them
         if state is not None:
             check_resume_compatible(cfg, state.get("cfg"), path)
