@@ -52,7 +52,8 @@ def lock_holder(out):
 
 def test_one_run_per_output_dir_and_a_killed_runs_lock_is_taken_over(data_dir, tmp_path):
     out = str(tmp_path / "run")
-    first = start("train_net.py", tiny_opts(data_dir, out, **NO_EVAL, **{"SOLVER.MAX_EPOCH": 50}))
+    first = start("train_net.py", tiny_opts(data_dir, out, **NO_EVAL, **{  # its workers outlive a SIGKILL
+        "SOLVER.MAX_EPOCH": 50, "DATA_LOADER.NUM_WORKERS": 1}))
     try:
         wait_for(lambda: lock_holder(out).get("pid") == first.pid)
         for tool in ("train_net.py", "test_net.py"):

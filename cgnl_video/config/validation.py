@@ -14,7 +14,7 @@ Two passes, both raising :class:`ConfigError` with ``FILE: KEY=value: expected .
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
@@ -117,7 +117,7 @@ def _origin(key: str, origins: Mapping[str, str]) -> str:
     return origins.get(match.group() if match else key, DEFAULTS)
 
 
-def validate_values(cfg: CfgNode, origins: Mapping[str, str] = None) -> None:
+def validate_values(cfg: CfgNode, origins: Optional[Mapping[str, str]] = None) -> None:
     """Raises ConfigError ``ORIGIN: KEY=value: expected ...`` for the first unusable value.
 
     ``origins`` maps a key to the file (or ``command line``) that set it.
@@ -150,16 +150,15 @@ def check_num_classes(cfg: CfgNode) -> list:
     """Returns the class names; ConfigError when ``MODEL.NUM_CLASSES`` disagrees with classes.txt."""
     path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASSES_FILE)
     if not os.path.isfile(path):
-        raise ConfigError(f"DATA.PATH_TO_DATA_DIR={cfg.DATA.PATH_TO_DATA_DIR!r}: no {CLASSES_FILE} in it")
+        raise _input_error(path, "DATA.PATH_TO_DATA_DIR", cfg.DATA.PATH_TO_DATA_DIR, f"no {CLASSES_FILE} in it")
     try:
         names = read_classes(path)
     except ListFormatError as err:
         raise _input_error(f"{err.path}:{err.line}", "DATA.PATH_TO_DATA_DIR",
                            cfg.DATA.PATH_TO_DATA_DIR, err.reason) from None
     if len(names) != cfg.MODEL.NUM_CLASSES:
-        raise ConfigError(
-            f"MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES} but {path} names {len(names)} classes"
-        )
+        raise _input_error(path, "MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES,
+                           f"expected {len(names)} ({CLASSES_FILE} names {len(names)} classes)")
     return names
 
 

@@ -1,12 +1,16 @@
-"""One run per output folder: ``OUTPUT_DIR/.lock``, held with ``fcntl.flock`` for a run's life.
+"""One run per output folder: ``OUTPUT_DIR/.lock``, locked (``fcntl.lockf``) for a run's life.
 
 The lock file names its holder (pid, host, start time). A second run on the same folder
-stops at once naming the holder. The kernel drops a flock when its process ends, however it
+stops at once naming the holder. The kernel drops the lock when its process ends, however it
 ends, so the lock of a killed run is taken over by the next one (which reports it). A run
-that ends normally empties the file. ``flock`` may not work on some network filesystems.
+that ends normally empties the file. POSIX record locks (``lockf``) rather than ``flock``:
+forked DataLoader workers do not inherit them (a killed run's orphan workers would otherwise
+hold the folder for seconds), and they also work over NFS with a lock daemon. This process
+must not open and close the lock file elsewhere (closing any descriptor drops a POSIX lock).
 """
 
 import atexit
+import errno
 import fcntl
 import json
 import logging
@@ -49,8 +53,10 @@ def acquire_run_lock(output_dir: str) -> str:
         return path
     handle = open(path, "a+", encoding="utf-8")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         holder = _holder(handle)
         handle.close()
         raise RunLockError(f"{output_dir} is in use by another run ({_describe(holder)}); "
@@ -73,7 +79,7 @@ def release_run_lock(output_dir: str) -> None:
     if handle is not None:
         handle.seek(0)
         handle.truncate()
-        handle.close()  # closing the last descriptor drops the flock
+        handle.close()  # drops the lock
 
 
 @atexit.register
