@@ -107,3 +107,28 @@ def test_write_creates_missing_folders(tmp_path):
     path = tmp_path / "deep" / "er" / "test.csv"
     write_video_list(str(path), [("a.mp4", 0)])
     assert read_video_list(str(path)) == [VideoRecord("a.mp4", 0, 0)]
+
+
+def test_a_byte_order_mark_does_not_eat_the_first_video(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes("\ufeffa/x.mp4 1\r\nb/y.mp4 0\r\n".encode("utf-8"))
+    assert [(r.path, r.label, r.index) for r in read_video_list(str(path))] == [("a/x.mp4", 1, 0), ("b/y.mp4", 0, 1)]
+    classes = tmp_path / "classes.txt"
+    classes.write_bytes("\ufeffjump\nrun\n".encode("utf-8"))
+    assert read_classes(str(classes)) == ["jump", "run"]
+
+
+def test_a_non_utf8_list_names_the_file_and_line(tmp_path):
+    path = tmp_path / "val.csv"
+    path.write_bytes(b"a.mp4 0\n\nb\xe9.mp4 1\n")
+    with pytest.raises(ListFormatError, match=r"val\.csv:3: not UTF-8 text \(byte 0xe9"):
+        read_video_list(str(path))
+
+
+def test_duplicate_lines_are_reported_and_kept(tmp_path, caplog):
+    path = tmp_path / "train.csv"
+    path.write_text("a.mp4 0\nb.mp4 1\na.mp4 0\nb.mp4 0\n")
+    records = read_video_list(str(path))
+    assert len(records) == 4
+    assert re.search(r"train\.csv:3: duplicate of line 1 \(a\.mp4\)$", caplog.text, re.M)
+    assert re.search(r"train\.csv:4: duplicate of line 2 \(b\.mp4\) with another label \(0 vs 1\)", caplog.text)

@@ -8,6 +8,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cgnl_video.datasets.lists import ListFormatError  # noqa: E402
 from cgnl_video.engine.checkpoint import CheckpointError  # noqa: E402
+from cgnl_video.engine.run_lock import RunLockError  # noqa: E402
 from cgnl_video.config.cli import config_from_args, default_parser, run_tool  # noqa: E402
 from cgnl_video.engine import distributed as du  # noqa: E402
 from cgnl_video.engine.test import run_test  # noqa: E402
@@ -34,4 +35,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_tool(main, (CheckpointError, ListFormatError))
+    run_tool(main, (CheckpointError, ListFormatError, RunLockError))

@@ -5,6 +5,7 @@ import sys
 from typing import Callable, Tuple
 
 from cgnl_video.config.loading import ConfigError, load_config
+from cgnl_video.utils.io import DiskFullError
 
 
 def default_parser(description: str) -> argparse.ArgumentParser:
@@ -24,11 +25,11 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_tool(main: Callable[[], None], user_errors: Tuple[type, ...] = ()) -> None:
-    """Runs a tool's ``main``; a :class:`ConfigError` or one of ``user_errors`` (bad input,
-    not a bug) exits with its message and no traceback."""
+    """Runs a tool's ``main``; a :class:`ConfigError`, a :class:`DiskFullError` or one of
+    ``user_errors`` (bad input, not a bug) exits with its message and no traceback."""
     try:
         main()
     except ConfigError as err:
         sys.exit(f"config error: {err}")
-    except user_errors as err:
+    except (DiskFullError, *user_errors) as err:
         sys.exit(f"error: {err}")

@@ -1,10 +1,13 @@
 """Loading configs: YAML files with ``_BASE_`` inheritance, then ``KEY VALUE`` overrides.
 
-Every failure is a :class:`ConfigError` naming the file or the key at fault.
+Every failure is a :class:`ConfigError` naming the file or the key at fault. A ``_BASE_``
+chain is read here (not by fvcore), so that a missing file or a cycle names the chain, and
+every key's origin (the file that set it last, or the command line) is known to the checks
+of :mod:`cgnl_video.config.validation`, which :func:`load_config` runs.
 """
 
 import os
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -12,8 +15,28 @@ from fvcore.common.config import CfgNode
 from cgnl_video.config.defaults import get_cfg
 
 
+BASE_KEY = "_BASE_"
+COMMAND_LINE = "command line"  # the origin of a KEY VALUE override
+
+
 class ConfigError(ValueError):
-    """A config file, override or value that cannot be used; the message names it."""
+    """A config file, override or value that cannot be used; the message names it.
+
+    ``key``: the config key at fault, when there is one (used to name its origin).
+    """
+
+    def __init__(self, message: str, key: Optional[str] = None):
+        super().__init__(message)
+        self.key = key
+
+
+def flatten(node, prefix: str = "") -> Dict[str, object]:
+    """``{"A.B": value}`` for every leaf of a (nested) mapping."""
+    flat = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        flat.update(flatten(value, name + ".") if isinstance(value, dict) else {name: value})
+    return flat
 
 
 def _reason(err: Exception) -> str:
@@ -21,20 +44,57 @@ def _reason(err: Exception) -> str:
     return err.args[0] if err.args else repr(err)
 
 
-def merge_file(cfg: CfgNode, path: str) -> None:
-    """Merges the YAML file at ``path`` (and its ``_BASE_`` chain) into ``cfg``."""
+def _read_yaml(path: str, chain: Tuple[str, ...]) -> dict:
+    """The top-level mapping of the YAML file at ``path`` (``chain``: the files naming it as _BASE_)."""
+    via = f" (_BASE_ of {' -> '.join(chain)})" if chain else ""
     if not os.path.isfile(path):
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: config file not found{via}")
     try:
-        cfg.merge_from_file(path)
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    except (KeyError, ValueError, AssertionError, TypeError) as err:
-        raise ConfigError(f"{path}: {_reason(err)}") from err
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty config file (expected a mapping of KEY: value){via}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of KEY: value at the top level, "
+                          f"got a {type(data).__name__}{via}")
+    return data
 
 
-def merge_overrides(cfg: CfgNode, opts: Sequence[str]) -> None:
-    """Merges command-line ``KEY VALUE`` pairs into ``cfg``."""
+def _base_path(path: str, base) -> str:
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: {BASE_KEY}={base!r}: expected a file name")
+    base = os.path.expanduser(base)
+    return base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+
+
+def file_chain(path: str, chain: Tuple[str, ...] = ()) -> List[Tuple[str, dict]]:
+    """``[(file, mapping)]`` of ``path``'s ``_BASE_`` chain, the root first, ``path`` last."""
+    if os.path.realpath(path) in map(os.path.realpath, chain):
+        raise ConfigError(f"{path}: {BASE_KEY} cycle: {' -> '.join((*chain, path))}")
+    data = _read_yaml(path, chain)
+    base = data.pop(BASE_KEY, None)
+    own = [(path, data)]
+    return own if base is None else file_chain(_base_path(path, base), (*chain, path)) + own
+
+
+def merge_file(cfg: CfgNode, path: str, origins: Optional[Dict[str, str]] = None) -> None:
+    """Merges the YAML file at ``path`` (and its ``_BASE_`` chain) into ``cfg``; records in
+    ``origins`` the file that set each key."""
+    for file, data in file_chain(path):
+        try:
+            cfg.merge_from_other_cfg(CfgNode(data))
+        except (KeyError, ValueError, AssertionError, TypeError) as err:
+            raise ConfigError(f"{file}: {_reason(err)}") from None
+        if origins is not None:
+            origins.update(dict.fromkeys(flatten(data), file))
+
+
+def merge_overrides(cfg: CfgNode, opts: Sequence[str], origins: Optional[Dict[str, str]] = None) -> None:
+    """Merges command-line ``KEY VALUE`` pairs into ``cfg``; records them in ``origins``."""
     if len(opts) % 2:
         raise ConfigError(
             f"command-line overrides must be KEY VALUE pairs; '{opts[-1]}' has no value"
@@ -44,13 +104,22 @@ def merge_overrides(cfg: CfgNode, opts: Sequence[str]) -> None:
             cfg.merge_from_list([key, value])
         except (KeyError, ValueError, AssertionError, TypeError) as err:
             raise ConfigError(f"command-line override {key}={value}: {_reason(err)}") from err
+        if origins is not None:
+            origins[key] = COMMAND_LINE
 
 
-def load_config(path: Optional[str] = None, opts: Sequence[str] = ()) -> CfgNode:
-    """Returns the defaults, merged with the file at ``path`` and then ``opts``, frozen."""
-    cfg = get_cfg()
+def load_config(path: Optional[str] = None, opts: Sequence[str] = (), validate: bool = True) -> CfgNode:
+    """Returns the defaults, merged with the file at ``path`` and then ``opts``, frozen.
+
+    With ``validate``, every value is checked (:func:`~cgnl_video.config.validation.validate_values`).
+    """
+    from cgnl_video.config.validation import validate_values  # it imports the checks' owners
+
+    cfg, origins = get_cfg(), {}
     if path:
-        merge_file(cfg, path)
-    merge_overrides(cfg, list(opts))
+        merge_file(cfg, path, origins)
+    merge_overrides(cfg, list(opts), origins)
+    if validate:
+        validate_values(cfg, origins)
     cfg.freeze()
     return cfg

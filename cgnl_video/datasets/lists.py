@@ -8,16 +8,26 @@ A list file (``train.csv``, ``val.csv``, ``test.csv``) holds one video per line:
 The label is everything after the LAST separator, so paths may themselves contain
 the separator (Kinetics class folders such as ``playing bass guitar`` have spaces).
 Blank lines are skipped. ``classes.txt`` names the classes, line ``i`` = label ``i``.
+Files are read as UTF-8 (a leading byte-order mark is dropped); other bytes raise
+``ListFormatError`` naming the line. A video listed twice is reported (a warning naming both
+lines) and kept.
 
 Every write goes to a temporary file in the destination folder, then ``os.replace``:
 a failure part-way leaves any existing file intact.
 """
 
+import io
+import logging
 import os
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from cgnl_video.utils.io import atomic_output
+
+logger = logging.getLogger(__name__)
+
+# Duplicate lines reported one by one per file; more are counted in one last warning.
+_MAX_DUPLICATE_WARNINGS = 5
 
 # The list files of a dataset folder (DATA.PATH_TO_DATA_DIR): one per split, and the class names.
 SPLITS = ("train", "val", "test")
@@ -53,10 +63,23 @@ def _write_lines(path: str, lines: Iterable[str]) -> None:
                 f.write(line + "\n")
 
 
+def read_text_lines(path: str) -> List[str]:
+    """The lines of a UTF-8 text file (BOM dropped, newlines ``\\n``, ``\\r\\n`` or ``\\r``
+    removed); ListFormatError ``file:line`` at the first byte that is not UTF-8."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        offset = err.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, offset) + 1
+        raise ListFormatError(path, line, f"not UTF-8 text (byte 0x{data[offset]:02x}: {err.reason})") from None
+    return [line.rstrip("\n") for line in io.StringIO(text, newline=None)]
+
+
 def read_classes(path: str) -> List[str]:
     """Reads ``classes.txt``: one name per line (kept verbatim), trailing blank lines ignored."""
-    with open(path, encoding="utf-8") as f:
-        names = [line.rstrip("\r\n") for line in f]
+    names = read_text_lines(path)
     while names and not names[-1].strip():
         names.pop()
     seen = {}
@@ -88,25 +111,45 @@ def _parse_line(line: str, separator: str, num_classes: Optional[int]) -> Tuple[
 
 
 def read_video_list(
-    list_path: str, prefix: str = "", separator: str = " ", num_classes: Optional[int] = None
+    list_path: str, prefix: str = "", separator: str = " ", num_classes: Optional[int] = None,
+    warn_duplicates: bool = True,
 ) -> List[VideoRecord]:
     """Reads a list file into records; raises ListFormatError ``file:line: reason`` on a bad line.
 
     ``index`` is the 0-based line index in the file (blank lines count as lines but
-    yield no record), so error messages and records point at the same line.
+    yield no record), so error messages and records point at the same line. A path listed
+    twice is kept and, with ``warn_duplicates``, reported.
     """
     records = []
-    with open(list_path, encoding="utf-8") as f:
-        for index, line in enumerate(f):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rel_path, label = _parse_line(line, separator, num_classes)
-            except ValueError as e:
-                raise ListFormatError(list_path, index + 1, str(e)) from None
-            records.append(VideoRecord(os.path.join(prefix, rel_path), label, index))
+    for index, line in enumerate(read_text_lines(list_path)):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rel_path, label = _parse_line(line, separator, num_classes)
+        except ValueError as e:
+            raise ListFormatError(list_path, index + 1, str(e)) from None
+        records.append(VideoRecord(os.path.join(prefix, rel_path), label, index))
+    if warn_duplicates:
+        _warn_duplicates(list_path, records)
     return records
+
+
+def _warn_duplicates(list_path: str, records: Sequence[VideoRecord]) -> None:
+    """Logs ``file:line: duplicate of line N`` for videos listed more than once."""
+    first = {}
+    duplicates = []
+    for record in records:
+        if record.path in first:
+            duplicates.append((record, first[record.path]))
+        else:
+            first[record.path] = record
+    for record, original in duplicates[:_MAX_DUPLICATE_WARNINGS]:
+        labels = "" if record.label == original.label else f" with another label ({record.label} vs {original.label})"
+        logger.warning("%s:%d: duplicate of line %d (%s)%s", list_path, record.index + 1,
+                       original.index + 1, record.path, labels)
+    if len(duplicates) > _MAX_DUPLICATE_WARNINGS:
+        logger.warning("%s: %d duplicate lines in all", list_path, len(duplicates))
 
 
 def _format_entry(rel_path: str, label: int, separator: str) -> str:

@@ -39,6 +39,15 @@ def _randint(low: int, high: int, generator: torch.Generator) -> int:
     return low + int(torch.randint(high - low + 1, (), generator=generator))
 
 
+def check_jitter_scales(jitter_scales: Sequence[int], crop_size: int) -> None:
+    """Raises ValueError unless the scales are ``[min, max]``, ascending, not below ``crop_size``."""
+    if len(jitter_scales) != 2 or not crop_size <= jitter_scales[0] <= jitter_scales[1]:
+        raise ValueError(
+            f"DATA.TRAIN_JITTER_SCALES={list(jitter_scales)}: expected [min, max], ascending, "
+            f"min >= DATA.TRAIN_CROP_SIZE={crop_size}"
+        )
+
+
 class TrainTransform:
     """Scale jitter, random crop, optional horizontal flip; one uint8 view per clip.
 
@@ -47,12 +56,8 @@ class TrainTransform:
     """
 
     def __init__(self, jitter_scales: Sequence[int], crop_size: int, flip: bool = True):
+        check_jitter_scales(jitter_scales, crop_size)
         low, high = jitter_scales
-        if not crop_size <= low <= high:
-            raise ValueError(
-                f"DATA.TRAIN_JITTER_SCALES {list(jitter_scales)} must be ascending and "
-                f"not below DATA.TRAIN_CROP_SIZE {crop_size}"
-            )
         self.scales, self.crop_size, self.flip = (low, high), crop_size, flip
         self.short_side = high
 

@@ -5,16 +5,19 @@ A checkpoint is a dict of tensors and plain Python values (so that
 ``torch.load(..., weights_only=True)`` reads it): the :class:`TrainState` entries ``model``,
 ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (epochs completed), plus ``rng`` (one RNG
 state per process, in rank order), ``world_size``, ``cfg`` (YAML text) and ``classes``
-(names). Files are
-``OUTPUT_DIR/checkpoints/checkpoint_epoch_NNNNN.pyth``.
+(names). Files are ``OUTPUT_DIR/checkpoints/checkpoint_epoch_NNNNN.pyth``. Each file also
+holds ``checksum``: the sha256 of its other entries (tensor bytes, dtypes, shapes and
+values), checked on load, so flipped bytes are reported like a truncated file.
 
 Starting a run (:func:`initialise`): the newest loadable checkpoint in ``OUTPUT_DIR`` when
-``TRAIN.AUTO_RESUME``; else ``TRAIN.CHECKPOINT_FILE_PATH``, continued (its epoch, schedule
-position, optimiser and RNG states) or, with ``TRAIN.CHECKPOINT_EPOCH_RESET``, only its
-weights (a classifier of another shape skipped); else the inflation of
-``TRAIN.CHECKPOINT_INFLATE``.
+``TRAIN.AUTO_RESUME`` (made with a compatible config: :func:`check_resume_target`); else
+``TRAIN.CHECKPOINT_FILE_PATH``, continued (its epoch, schedule position, optimiser and RNG
+states) or, with ``TRAIN.CHECKPOINT_EPOCH_RESET``, only its weights (a classifier of another
+shape skipped); else the inflation of ``TRAIN.CHECKPOINT_INFLATE``.
 """
 
+import hashlib
+import io
 import logging
 import os
 import random
@@ -25,14 +28,17 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 import torch.nn as nn
+import yaml
 from fvcore.common.config import CfgNode
 
+from cgnl_video.config.loading import flatten
 from cgnl_video.models import load_inflated_weights
-from cgnl_video.utils.io import atomic_output
+from cgnl_video.utils.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^checkpoint_epoch_(\d{5})\.pyth$")
+CHECKSUM_KEY = "checksum"
 
 
 class CheckpointError(RuntimeError):
@@ -56,17 +62,43 @@ def list_checkpoints(output_dir: str) -> List[str]:
     return [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if _NAME.match(n)]
 
 
-def atomic_save(obj, path: str) -> None:
-    """``torch.save`` through a temp file in the same folder, then ``os.replace``."""
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+def _hash_value(digest, value) -> None:
+    """Feeds ``value`` (nested dicts / lists / tuples of tensors and plain values) to ``digest``."""
+    if isinstance(value, torch.Tensor):
+        flat = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy() if flat.numel() else b"")
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            _hash_value(digest, key)
+            _hash_value(digest, item)
+    elif isinstance(value, (list, tuple)):  # a round trip may turn one into the other
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _hash_value(digest, item)
+    else:
+        digest.update(f"V{value!r}".encode())
+
+
+def state_checksum(state: Dict) -> str:
+    """``sha256:HEX`` of every entry of ``state`` but the checksum itself."""
+    digest = hashlib.sha256()
+    _hash_value(digest, {k: v for k, v in state.items() if k != CHECKSUM_KEY})
+    return f"sha256:{digest.hexdigest()}"
+
+
+def atomic_save(obj: Dict, path: str) -> None:
+    """Saves ``obj`` with its checksum: serialised in memory, then written to a temp file in
+    the same folder and renamed (a full disk raises DiskFullError; ``path`` stays intact)."""
+    buffer = io.BytesIO()
+    torch.save({**obj, CHECKSUM_KEY: state_checksum(obj)}, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def load_file(path: str) -> Dict:
-    """Reads a checkpoint with ``weights_only=True``; a damaged file raises CheckpointError."""
+    """Reads a checkpoint with ``weights_only=True`` and checks its checksum (files written
+    before checksums have none); a damaged file raises CheckpointError."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
@@ -75,6 +107,9 @@ def load_file(path: str) -> Dict:
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a cgnl-video checkpoint (no 'model' entry)")
+    stored = state.pop(CHECKSUM_KEY, None)
+    if stored is not None and stored != state_checksum(state):
+        raise CheckpointError(f"{path}: damaged checkpoint (checksum mismatch: its bytes changed after saving)")
     return state
 
 
@@ -117,13 +152,15 @@ def classifier_prefix(model: nn.Module) -> str:
     return names[-1] + "."
 
 
-def newest_loadable(output_dir: str) -> Tuple[Optional[str], Optional[Dict]]:
-    """The newest checkpoint that loads, skipping (and reporting) damaged ones; never deletes."""
+def newest_loadable(output_dir: str, report: bool = True) -> Tuple[Optional[str], Optional[Dict]]:
+    """The newest checkpoint that loads, skipping (and, with ``report``, logging) damaged ones;
+    never deletes."""
     for path in reversed(list_checkpoints(output_dir)):
         try:
             return path, load_file(path)
         except CheckpointError as err:
-            logger.warning("skipping damaged checkpoint: %s", err)
+            if report:
+                logger.warning("skipping damaged checkpoint: %s", err)
     return None, None
 
 
@@ -262,3 +299,42 @@ def load_for_test(model: nn.Module, path: str) -> Dict:
             f"{path}: does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
     return checkpoint
+
+
+# Config keys (sections or single keys) a resumed run must share with its checkpoint: what
+# shapes the network and its input clips. The others (SOLVER.*, paths, logging) may change.
+RESUME_KEYS = ("MODEL", "RESNET", "NONLOCAL", "CGNL", "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE")
+
+
+def _resume_key(name: str) -> bool:
+    return any(name == key or name.startswith(key + ".") for key in RESUME_KEYS)
+
+
+def check_resume_compatible(cfg: CfgNode, checkpoint_cfg_yaml: Optional[str], source: str) -> None:
+    """Raises CheckpointError naming every RESUME_KEYS key whose value differs between ``cfg``
+    and the checkpoint's saved config (YAML text; None, for a checkpoint without one, passes)."""
+    if not checkpoint_cfg_yaml:
+        return
+    saved = flatten(yaml.safe_load(checkpoint_cfg_yaml) or {})
+    current = flatten(cfg)
+    differing = [f"{key}={saved[key]!r} in the checkpoint but {current[key]!r} now"
+                 for key in sorted(current) if _resume_key(key) and key in saved
+                 and _normalised(saved[key]) != _normalised(current[key])]
+    if differing:
+        raise CheckpointError(
+            f"{source}: made with another config, not resumed: {'; '.join(differing)} "
+            f"(use another OUTPUT_DIR, or the same settings)")
+
+
+def _normalised(value):
+    """Lists and tuples alike (YAML gives lists, configs may hold tuples)."""
+    return [_normalised(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def check_resume_target(cfg: CfgNode) -> None:
+    """With ``TRAIN.AUTO_RESUME``, checks that the checkpoint a run would resume from was made
+    with a compatible config (:func:`check_resume_compatible`); call it before writing."""
+    if cfg.TRAIN.AUTO_RESUME:
+        path, state = newest_loadable(cfg.OUTPUT_DIR, report=False)  # resuming reports them
+        if state is not None:
+            check_resume_compatible(cfg, state.get("cfg"), path)

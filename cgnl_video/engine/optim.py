@@ -45,13 +45,15 @@ def check_solver_config(cfg: CfgNode) -> None:
     """Raises ConfigError naming the first unusable ``SOLVER`` key."""
     solver = cfg.SOLVER
     if solver.LR_POLICY not in LR_POLICIES:
-        raise ConfigError(f"SOLVER.LR_POLICY={solver.LR_POLICY!r}: expected one of {LR_POLICIES}")
+        raise ConfigError(f"SOLVER.LR_POLICY={solver.LR_POLICY!r}: expected one of {LR_POLICIES}",
+                          key="SOLVER.LR_POLICY")
     if solver.LR_POLICY == "steps" and len(solver.STEPS) != len(solver.LRS):
-        raise ConfigError(f"SOLVER.STEPS={solver.STEPS} and SOLVER.LRS={solver.LRS}: need equal lengths")
+        raise ConfigError(f"SOLVER.STEPS={solver.STEPS} and SOLVER.LRS={solver.LRS}: need equal lengths",
+                          key="SOLVER.STEPS")
     if solver.MAX_EPOCH < 1:
-        raise ConfigError(f"SOLVER.MAX_EPOCH={solver.MAX_EPOCH}: expected >= 1")
+        raise ConfigError(f"SOLVER.MAX_EPOCH={solver.MAX_EPOCH}: expected >= 1", key="SOLVER.MAX_EPOCH")
     if solver.BASE_LR <= 0:
-        raise ConfigError(f"SOLVER.BASE_LR={solver.BASE_LR}: expected > 0")
+        raise ConfigError(f"SOLVER.BASE_LR={solver.BASE_LR}: expected > 0", key="SOLVER.BASE_LR")
 
 
 def param_groups(model: nn.Module, cfg: CfgNode) -> List[dict]:

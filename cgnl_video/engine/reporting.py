@@ -1,11 +1,16 @@
 """Run outputs: stats.jsonl, TensorBoard (when installed), training curves, confusion matrix.
 
 Called on rank 0 only. Every file is written to a temp file then renamed, except
-``stats.jsonl``, which is appended one complete line at a time.
+``stats.jsonl``, which is appended one complete line at a time. Reading it skips (and
+reports) a line torn by a killed run; the next append starts on a new line. A run resumed
+at epoch ``e`` first drops the records of epochs after ``e`` (the work it redoes), keeping
+the file as it was in ``stats.jsonl.prev``, so no epoch is recorded twice.
 """
 
 import json
+import logging
 import os
+import shutil
 from typing import Dict, List, Optional, Sequence
 
 import matplotlib
@@ -14,7 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from cgnl_video.utils.io import atomic_output  # noqa: E402
+from cgnl_video.utils.io import atomic_output, atomic_write_text, disk_full_errors  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 
 def _save_figure(figure, path: str) -> None:
@@ -26,15 +33,61 @@ def _save_figure(figure, path: str) -> None:
 
 
 class StatsWriter:
-    """Appends JSON lines to ``OUTPUT_DIR/stats.jsonl`` and mirrors scalars to TensorBoard."""
+    """Appends JSON lines to ``OUTPUT_DIR/stats.jsonl`` and mirrors scalars to TensorBoard.
 
-    def __init__(self, output_dir: str):
+    ``resume_epoch``: the epochs completed by the checkpoint the run starts from; records of
+    later epochs are dropped (see the module docstring).
+    """
+
+    def __init__(self, output_dir: str, resume_epoch: int = 0):
         self.path = os.path.join(output_dir, "stats.jsonl")
+        self._drop_after(resume_epoch)
         self.tensorboard = _tensorboard_writer(os.path.join(output_dir, "tensorboard"))
 
+    def _lines(self) -> List[str]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()
+
+    def _parsed(self) -> List[Optional[Dict]]:
+        """Each line's record; None (reported) for a line that is not a JSON object."""
+        records = []
+        for number, line in enumerate(self._lines(), start=1):
+            try:
+                record = json.loads(line) if line.strip() else None
+            except ValueError:
+                record = None
+            if line.strip() and not isinstance(record, dict):
+                logger.warning("%s:%d: skipping a damaged line (a run killed mid-write?)", self.path, number)
+                record = None
+            records.append(record)
+        return records
+
+    def _drop_after(self, epoch: int) -> None:
+        lines, records = self._lines(), self._parsed()
+        kept = [line for line, r in zip(lines, records) if r is not None and r.get("epoch", 0) <= epoch]
+        if len(kept) == len(lines):
+            return
+        logger.info("%s: dropping %d line(s) after epoch %d (kept in %s.prev)",
+                    self.path, len(lines) - len(kept), epoch, self.path)
+        with disk_full_errors(self.path + ".prev"):
+            shutil.copyfile(self.path, self.path + ".prev")
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+
+    def _starts_on_new_line(self) -> bool:
+        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+            return True
+        with open(self.path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
     def write(self, record: Dict, step: int) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        line = json.dumps(record) + "\n"
+        with disk_full_errors(self.path):
+            prefix = "" if self._starts_on_new_line() else "\n"  # after a torn last line
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(prefix + line)
         if self.tensorboard is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("epoch", "iter"):
@@ -42,10 +95,8 @@ class StatsWriter:
             self.tensorboard.flush()
 
     def read(self) -> List[Dict]:
-        if not os.path.exists(self.path):
-            return []
-        with open(self.path) as handle:
-            return [json.loads(line) for line in handle if line.strip()]
+        """The records of stats.jsonl, damaged lines skipped (with a warning)."""
+        return [record for record in self._parsed() if record is not None]
 
 
 def _tensorboard_writer(folder: str):

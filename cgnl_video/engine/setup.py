@@ -4,15 +4,17 @@ import logging
 import os
 import random
 import sys
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from cgnl_video.config.loading import ConfigError
-from cgnl_video.datasets.lists import CLASSES_FILE, read_classes
+from cgnl_video.config.validation import check_num_classes  # noqa: F401 (used by the engines)
 from cgnl_video.engine import distributed as du
-from cgnl_video.utils.io import atomic_write_text
+from cgnl_video.engine.checkpoint import checkpoint_dir
+from cgnl_video.engine.run_lock import acquire_run_lock
+from cgnl_video.utils.io import atomic_write_text, remove_orphan_temp_files
 
 
 def setup_logging() -> None:
@@ -29,25 +31,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_run(cfg: CfgNode, config_name: str) -> torch.device:
-    """Joins torchrun, sets up logging and seeds, saves ``cfg`` to ``OUTPUT_DIR/config_name``."""
+def setup_run(cfg: CfgNode, config_name: str,
+              before_write: Optional[Callable[[CfgNode], None]] = None) -> torch.device:
+    """Joins torchrun, sets up logging and seeds; on rank 0, locks ``OUTPUT_DIR`` for the run
+    (:mod:`~cgnl_video.engine.run_lock`), removes temp files a killed run left there, runs
+    ``before_write(cfg)`` (a check that may stop the run), then saves ``cfg`` to
+    ``OUTPUT_DIR/config_name``."""
     device = du.init_distributed()
     setup_logging()
     seed_everything(cfg.RNG_SEED + du.rank())
     if du.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        acquire_run_lock(cfg.OUTPUT_DIR)
+        for folder in (cfg.OUTPUT_DIR, checkpoint_dir(cfg.OUTPUT_DIR)):
+            remove_orphan_temp_files(folder)
+        if before_write is not None:
+            before_write(cfg)
         atomic_write_text(os.path.join(cfg.OUTPUT_DIR, config_name), cfg.dump())
     return device
 
-
-def check_num_classes(cfg: CfgNode) -> list:
-    """Returns the class names; ConfigError when ``MODEL.NUM_CLASSES`` disagrees with classes.txt."""
-    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASSES_FILE)
-    if not os.path.isfile(path):
-        raise ConfigError(f"DATA.PATH_TO_DATA_DIR={cfg.DATA.PATH_TO_DATA_DIR!r}: no {CLASSES_FILE} in it")
-    names = read_classes(path)
-    if len(names) != cfg.MODEL.NUM_CLASSES:
-        raise ConfigError(
-            f"MODEL.NUM_CLASSES={cfg.MODEL.NUM_CLASSES} but {path} names {len(names)} classes"
-        )
-    return names

@@ -21,6 +21,7 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
+from cgnl_video.config.validation import validate_inputs
 from cgnl_video.datasets import build_loader
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
@@ -61,6 +62,7 @@ def predictions_csv(rows: List[Dict], class_names: List[str]) -> str:
 
 def run_test(cfg: CfgNode) -> Dict:
     """Tests the checkpoint of ``cfg`` on the test list; returns (and writes) the results."""
+    validate_inputs(cfg, "test")
     device = setup_run(cfg, "test_config.yaml")
     class_names = check_num_classes(cfg)
     model = build_model(cfg)

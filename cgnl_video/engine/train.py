@@ -26,6 +26,7 @@ from fvcore.common.config import CfgNode
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cgnl_video.config.validation import validate_inputs
 from cgnl_video.datasets import build_loader, set_loader_epoch
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
@@ -164,7 +165,8 @@ def _layout(cfg: CfgNode, loader) -> Dict:
 
 def train(cfg: CfgNode) -> TrainResult:
     """Trains the model of ``cfg``."""
-    device = setup_run(cfg, "config.yaml")
+    validate_inputs(cfg, "train")
+    device = setup_run(cfg, "config.yaml", before_write=ckpt.check_resume_target)
     class_names = check_num_classes(cfg)
     model = build_model(cfg).to(device)
     train_loader = build_loader(cfg, "train")
@@ -181,7 +183,7 @@ def train(cfg: CfgNode) -> TrainResult:
         if du.is_distributed() else model
     normalize = build_normalizer(cfg, device)
     quarantine = Quarantine(cfg.OUTPUT_DIR, train_loader.dataset.records, cfg.DATA.MAX_BAD_FRACTION)
-    writer = StatsWriter(cfg.OUTPUT_DIR) if du.is_main_process() else None
+    writer = StatsWriter(cfg.OUTPUT_DIR, resume_epoch=state.epoch) if du.is_main_process() else None
     summary = None
     for epoch in range(state.epoch, cfg.SOLVER.MAX_EPOCH):
         set_loader_epoch(train_loader, epoch)

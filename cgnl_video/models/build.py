@@ -17,7 +17,7 @@ NONLOCAL_TYPES = ("cgnl", "nl")
 
 def _require(ok: bool, key: str, value, expected: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}={value!r}: expected {expected}")
+        raise ConfigError(f"{key}={value!r}: expected {expected}", key=key.split("[")[0])
 
 
 def check_model_config(cfg: CfgNode) -> None:

@@ -1,0 +1,88 @@
+"""One run per output folder: ``OUTPUT_DIR/.lock``, locked (``fcntl.lockf``) for a run's life.
+
+The lock file names its holder (pid, host, start time). A second run on the same folder
+stops at once naming the holder. The kernel drops the lock when its process ends, however it
+ends, so the lock of a killed run is taken over by the next one (which reports it). A run
+that ends normally empties the file. POSIX record locks (``lockf``) rather than ``flock``:
+forked DataLoader workers do not inherit them (a killed run's orphan workers would otherwise
+hold the folder for seconds), and they also work over NFS with a lock daemon. This process
+must not open and close the lock file elsewhere (closing any descriptor drops a POSIX lock).
+"""
+
+import atexit
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from typing import Dict, IO
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".lock"
+_HELD: Dict[str, IO] = {}  # real path of the output folder -> the open, locked lock file
+
+
+class RunLockError(RuntimeError):
+    """Another run holds the output folder; the message names its pid and host."""
+
+
+def _holder(handle: IO) -> Dict:
+    handle.seek(0)
+    try:
+        return json.loads(handle.read() or "{}")
+    except ValueError:
+        return {}
+
+
+def _describe(holder: Dict) -> str:
+    return (f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, "
+            f"started {holder.get('started', '?')}")
+
+
+def acquire_run_lock(output_dir: str) -> str:
+    """Locks ``output_dir`` for this process's life (idempotent); returns the lock file's path.
+
+    Raises RunLockError naming the holder when another process holds it.
+    """
+    path = os.path.join(output_dir, LOCK_NAME)
+    key = os.path.realpath(output_dir)
+    if key in _HELD:
+        return path
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        holder = _holder(handle)
+        handle.close()
+        raise RunLockError(f"{output_dir} is in use by another run ({_describe(holder)}); "
+                           f"wait for it to end or choose another OUTPUT_DIR") from None
+    stale = _holder(handle)
+    if stale:
+        logger.warning("%s: taking over the lock of a run that did not end cleanly (%s)", path, _describe(stale))
+    handle.seek(0)
+    handle.truncate()
+    handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}) + "\n")
+    handle.flush()
+    _HELD[key] = handle
+    return path
+
+
+def release_run_lock(output_dir: str) -> None:
+    """Empties and unlocks ``output_dir``'s lock file if this process holds it."""
+    handle = _HELD.pop(os.path.realpath(output_dir), None)
+    if handle is not None:
+        handle.seek(0)
+        handle.truncate()
+        handle.close()  # drops the lock
+
+
+@atexit.register
+def _release_all() -> None:
+    for key in list(_HELD):
+        release_run_lock(key)
