@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from cgnl_video.config.loading import ConfigError
+from cgnl_video.datasets.batching import micro_batch_size
 from cgnl_video.datasets.decoders import BACKENDS
 from cgnl_video.datasets.lists import CLASSES_FILE, ListFormatError, list_file, read_classes, read_video_list
 from cgnl_video.datasets.transforms import check_jitter_scales
@@ -73,8 +74,13 @@ VALUE_RULES: List[Rule] = [
     length("DATA.MEAN", 3, items="values (R, G, B)"),
     length("DATA.STD", 3, lambda item: item > 0, "values > 0 (R, G, B)"),
     at_least("DATA.MAX_DECODE_RETRIES", 0),
+    in_range("DATA.MAX_BAD_FRACTION", 0, 1),
+    at_least("DATA.TARGET_FPS", 0),
+    at_least("DATA.DECODE_TIMEOUT", 0),
+    at_least("DATA.DECODING_THREADS", 1),
     at_least("DATA_LOADER.NUM_WORKERS", 0),
     at_least("TRAIN.BATCH_SIZE", 1),
+    at_least("TRAIN.ACCUMULATION_STEPS", 1),
     at_least("TRAIN.EVAL_PERIOD", 0),
     at_least("TRAIN.CHECKPOINT_PERIOD", 1),
     at_least("TRAIN.LOG_PERIOD", 1),
@@ -88,6 +94,7 @@ VALUE_RULES: List[Rule] = [
     at_least("SOLVER.WARMUP_EPOCHS", 0),
     in_range("SOLVER.LABEL_SMOOTHING", 0, 1),
     at_least("SOLVER.CLIP_GRAD_L2NORM", 0),
+    at_least("RNG_SEED", 0),
 ]
 
 
@@ -178,13 +185,17 @@ def _list_size(cfg: CfgNode, split: str, num_classes: int) -> int:
 
 
 def _check_train_batch(cfg: CfgNode, num_videos: int) -> None:
-    """A training epoch (last partial batch dropped) needs one full batch per process."""
+    """A training epoch (last partial batch dropped) needs one full global batch, and the global
+    batch must split evenly over the processes (torchrun's WORLD_SIZE) and accumulation steps."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if num_videos // processes < cfg.TRAIN.BATCH_SIZE:
+    try:
+        micro_batch_size(cfg.TRAIN.BATCH_SIZE, processes, cfg.TRAIN.ACCUMULATION_STEPS)
+    except ValueError as err:
+        raise ConfigError(str(err), key="TRAIN.BATCH_SIZE") from None
+    if num_videos < cfg.TRAIN.BATCH_SIZE:
         path = list_file(cfg.DATA.PATH_TO_DATA_DIR, "train")
         raise _input_error(path, "TRAIN.BATCH_SIZE", cfg.TRAIN.BATCH_SIZE,
-                           f"expected <= {num_videos // processes}, the training videos per process "
-                           f"({num_videos} listed, {processes} process(es))")
+                           f"expected <= {num_videos}, the training videos listed (one global batch)")
 
 
 def _check_init_files(cfg: CfgNode) -> None:
