@@ -44,8 +44,8 @@ _C.NONLOCAL.LOCATION = [[], [], [], []]
 _C.NONLOCAL.TYPE = "cgnl"
 # NonLocalBlock pairwise function: "embedded_gaussian" (softmax) or "dot".
 _C.NONLOCAL.KERNEL = "embedded_gaussian"
-# NonLocalBlock max-pool subsampling of phi and g, as [T, H, W] (e.g. [1, 2, 2]);
-# empty for none.
+# NonLocalBlock max-pool subsampling, as [T, H, W] (the paper's [1, 2, 2]): phi and g
+# are computed from the max-pooled block input (PySlowFast); empty for none.
 _C.NONLOCAL.POOL = []
 
 # ---------------------------------------------------------------------------
