@@ -15,6 +15,7 @@ from cgnl_video.datasets.video_dataset import VideoLoadError  # noqa: E402
 from cgnl_video.config.cli import config_from_args, default_parser, run_tool  # noqa: E402
 from cgnl_video.engine import distributed as du  # noqa: E402
 from cgnl_video.engine.train import NonFiniteLossError, train  # noqa: E402
+from cgnl_video.models.pretrained import PretrainedError  # noqa: E402
 
 
 def main():
@@ -29,4 +30,5 @@ def main():
 
 
 if __name__ == "__main__":
-    run_tool(main, (CheckpointError, ListFormatError, NonFiniteLossError, VideoLoadError))
+    run_tool(main, (CheckpointError, ListFormatError, NonFiniteLossError, PretrainedError,
+                    VideoLoadError))

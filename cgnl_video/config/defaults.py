@@ -114,12 +114,16 @@ _C.TRAIN.EVAL_PERIOD = 1
 _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Continue from the newest loadable checkpoint in OUTPUT_DIR/checkpoints.
 _C.TRAIN.AUTO_RESUME = True
-# Initialise from this checkpoint of ours (heads of another shape are skipped).
+# Initialise from this checkpoint: ours, or a pytorchvideo / PySlowFast .pyth ("model_state",
+# e.g. the Kinetics-400 I3D_8x8_R50.pyth); heads of another shape are skipped.
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # With CHECKPOINT_FILE_PATH: start the schedule at epoch 0 instead of the checkpoint's epoch.
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = True
-# Initialise the backbone from this torchvision 2D ResNet state dict file (inflated).
+# Initialise the backbone from 2D ImageNet weights (inflated): "torchvision:resnet50" (or
+# resnet18/34/101; downloaded once into the torch hub cache) or a torchvision state dict file.
 _C.TRAIN.CHECKPOINT_INFLATE = ""
+# Random initialisation is intended: no warning when neither checkpoint key above is set.
+_C.TRAIN.FROM_SCRATCH = False
 # Autocast precision: "none", "bf16" or "fp16" (fp16 on GPU only; fp32 on CPU).
 _C.TRAIN.MIXED_PRECISION = "none"
 # Write a train_iter line to stats.jsonl every this many iterations.

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from cgnl_video.models.pretrained import MODEL_KEYS, describe_load_error, model_entry
 from cgnl_video.models.resnet3d import HEAD_PREFIX
 from cgnl_video.utils.io import atomic_output
 
@@ -55,16 +56,21 @@ def atomic_save(obj, path: str) -> None:
 
 
 def load_file(path: str) -> Dict:
-    """Reads a checkpoint with ``weights_only=True``; a damaged file raises CheckpointError."""
+    """Reads a checkpoint with ``weights_only=True``; a damaged file raises CheckpointError.
+
+    The model's state dict is under ``model`` in the returned dict, also for
+    pytorchvideo / PySlowFast files (``model_state``).
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
         raise CheckpointError(f"{path}: checkpoint not found") from err
     except Exception as err:  # truncated zip, pickle errors, foreign objects
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{path}: not a cgnl-video checkpoint (no 'model' entry)")
-    return state
+        raise CheckpointError(describe_load_error(path, err)) from err
+    model = model_entry(state)  # ours: 'model'; pytorchvideo / PySlowFast .pyth: 'model_state'
+    if model is None:
+        raise CheckpointError(f"{path}: not a checkpoint (no {' / '.join(MODEL_KEYS)} entry)")
+    return {**state, "model": model}
 
 
 def rng_state() -> Dict:

@@ -29,6 +29,7 @@ from cgnl_video.engine.precision import autocast_context, build_grad_scaler
 from cgnl_video.engine.reporting import StatsWriter, plot_training_curves
 from cgnl_video.engine.setup import check_num_classes, setup_run
 from cgnl_video.models import build_model, load_inflated_weights
+from cgnl_video.models.pretrained import adapt_to_model, scratch_warning
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +58,15 @@ def initialise(cfg: CfgNode, model, optimizer, scheduler, scaler) -> int:
             logger.info("resumed from %s (epoch %d)", path, state["epoch"])
             return state["epoch"]
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        state = ckpt.load_file(cfg.TRAIN.CHECKPOINT_FILE_PATH)
-        ckpt.load_matching_weights(model, state["model"], cfg.TRAIN.CHECKPOINT_FILE_PATH)
-        return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else state["epoch"]
+        path = cfg.TRAIN.CHECKPOINT_FILE_PATH
+        state = ckpt.load_file(path)
+        ckpt.load_matching_weights(model, adapt_to_model(ckpt.unwrap(model), state["model"], path), path)
+        return 0 if cfg.TRAIN.CHECKPOINT_EPOCH_RESET else state.get("epoch", 0)
     if cfg.TRAIN.CHECKPOINT_INFLATE:
         unused = load_inflated_weights(ckpt.unwrap(model), cfg.TRAIN.CHECKPOINT_INFLATE)
         logger.info("inflated %s; unused 2D keys: %s", cfg.TRAIN.CHECKPOINT_INFLATE, unused)
+    elif scratch_warning(cfg):
+        logger.warning(scratch_warning(cfg))
     return 0
 
 
