@@ -187,6 +187,12 @@ _C.SOLVER.CLIP_GRAD_L2NORM = 0.0
 _C.BN = CfgNode()
 # Freeze BatchNorm running statistics during training (small-batch fine-tuning).
 _C.BN.FREEZE = False
+# "batchnorm" or "sync_batchnorm" (statistics over all GPUs; torchrun on GPU only).
+_C.BN.NORM_TYPE = "batchnorm"
+# Recompute BatchNorm statistics over training batches before each validation and at the end.
+_C.BN.USE_PRECISE_STATS = False
+# Training batches used by BN.USE_PRECISE_STATS (at most one epoch's).
+_C.BN.NUM_BATCHES_PRECISE = 200
 
 # ---------------------------------------------------------------------------
 # Misc

@@ -4,7 +4,8 @@ Flow of one run (``tools/train_net.py``): set up the process (torchrun, seeds), 
 the merged config, check ``MODEL.NUM_CLASSES`` against ``classes.txt``, build the
 model / optimiser / schedule, initialise (auto-resume from ``OUTPUT_DIR``, else
 ``TRAIN.CHECKPOINT_FILE_PATH``, else ``TRAIN.CHECKPOINT_INFLATE``), then per epoch:
-train, validate every ``TRAIN.EVAL_PERIOD`` epochs, checkpoint every
+train, validate every ``TRAIN.EVAL_PERIOD`` epochs (precise BatchNorm statistics first,
+and after the last epoch, with ``BN.USE_PRECISE_STATS``), checkpoint every
 ``TRAIN.CHECKPOINT_PERIOD`` epochs, append stats and redraw the curves.
 """
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from cgnl_video.datasets import build_loader, set_loader_epoch
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
+from cgnl_video.engine.batchnorm import convert_norm, update_precise_bn
 from cgnl_video.engine.meters import ClassificationMeter
 from cgnl_video.engine.optim import build_optimizer, build_scheduler
 from cgnl_video.engine.precision import autocast_context, build_grad_scaler
@@ -164,7 +166,7 @@ def train(cfg: CfgNode) -> TrainResult:
     """Trains the model of ``cfg``."""
     device = setup_run(cfg, "config.yaml")
     check_num_classes(cfg)
-    model = build_model(cfg).to(device)
+    model = convert_norm(cfg, build_model(cfg).to(device), device)
     train_loader = build_loader(cfg, "train")
     validate = cfg.TRAIN.EVAL_PERIOD > 0
     val_loader = build_loader(cfg, "val") if validate else None
@@ -181,6 +183,8 @@ def train(cfg: CfgNode) -> TrainResult:
         record = train_epoch(cfg, model, train_loader, optimizer, scheduler, scaler, epoch, device, writer)
         last = epoch + 1 == cfg.SOLVER.MAX_EPOCH
         evaluated = validate and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or last)
+        if evaluated or last:
+            update_precise_bn(cfg, model, train_loader, device)  # with BN.USE_PRECISE_STATS
         if evaluated:
             summary = evaluate(cfg, model, val_loader, device)
         if du.is_main_process():
