@@ -153,3 +153,19 @@ def test_configs_name_their_start_and_scratch_training_warns():
                           ["TRAIN.CHECKPOINT_INFLATE", ""])
     message = scratch_warning(emptied)
     assert "TRAIN.CHECKPOINT_FILE_PATH" in message and "TRAIN.CHECKPOINT_INFLATE" in message
+
+
+def test_normalisation_matches_the_weights_each_config_starts_from():
+    imagenet = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    kinetics = ([0.45] * 3, [0.225] * 3)
+    for path in sorted(CONFIGS.glob("*/*.yaml")):
+        cfg = load_config(str(path))
+        start = cfg.TRAIN.CHECKPOINT_FILE_PATH or cfg.TRAIN.CHECKPOINT_INFLATE
+        if start.startswith("torchvision:") or start.startswith("output/MiniKinetics/"):
+            expected = imagenet  # inflated from ImageNet, or fine-tuned from such a model
+        elif start.endswith("I3D_8x8_R50.pyth"):
+            expected = kinetics
+        else:
+            assert cfg.TRAIN.FROM_SCRATCH, path
+            continue
+        assert (cfg.DATA.MEAN, cfg.DATA.STD) == expected, path

@@ -86,9 +86,11 @@ _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
 # Random horizontal flips in training. Turn off for classes that a mirror image changes
 # (left vs right motion, clockwise vs anticlockwise rotation), as for Something-Something.
 _C.DATA.RANDOM_FLIP = True
-# Per-channel (RGB) mean subtracted from frames scaled to [0, 1].
+# Per-channel (RGB) mean subtracted from frames scaled to [0, 1]: match the weights a config
+# starts from (Kinetics / pytorchvideo checkpoints: these; ImageNet: 0.485, 0.456, 0.406).
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
-# Per-channel (RGB) standard deviation frames are divided by, after the mean.
+# Per-channel (RGB) standard deviation frames are divided by, after the mean (ImageNet:
+# 0.229, 0.224, 0.225).
 _C.DATA.STD = [0.225, 0.225, 0.225]
 # Train/val: undecodable videos replaced by random others, per item, before giving up.
 _C.DATA.MAX_DECODE_RETRIES = 10
