@@ -24,6 +24,7 @@ def test_precise_bn_gives_the_statistics_of_the_batches(monkeypatch):
     loader = [{"video": torch.randn(2, 3, 4, 32, 32) * 2 + 1} for _ in range(4)]
     layers = {"stem": model.blocks[0].norm, "res3": model.blocks[3].res_blocks[1].branch2.norm_b,
               "nl": model.blocks[4].res_blocks[1].bn}
+    buffers = {name: bn.running_var for name, bn in layers.items()}
     seen = {name: [] for name in layers}
     for name, bn in layers.items():
         bn.register_forward_pre_hook(lambda m, inputs, name=name: seen[name].append(inputs[0].double()))
@@ -33,6 +34,7 @@ def test_precise_bn_gives_the_statistics_of_the_batches(monkeypatch):
         x = torch.cat(seen[name]).transpose(0, 1).flatten(1)  # C x (3 batches' positions)
         torch.testing.assert_close(bn.running_mean.double(), x.mean(1), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(bn.running_var.double(), x.var(1, unbiased=False), rtol=1e-5, atol=1e-5)
+        assert bn.running_var is buffers[name]  # the same buffer (DDP keeps references)
     assert bn.momentum == 0.1  # restored
 
 

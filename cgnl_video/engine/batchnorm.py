@@ -60,12 +60,16 @@ def update_precise_bn(cfg: CfgNode, model: nn.Module, loader, device: torch.devi
         return
     num_batches = min(cfg.BN.NUM_BATCHES_PRECISE, len(loader))
     model.train()
+    layers = get_bn_modules(model)
+    # fvcore assigns new tensors; the statistics go back into the original buffers, which
+    # DistributedDataParallel holds on to (it broadcasts them from rank 0 at each forward).
+    buffers = [(bn.running_mean, bn.running_var) for bn in layers]
     clips = (batch["video"].to(device, non_blocking=True) for batch in loader)
     with torch.no_grad(), autocast_context(cfg, device):
         update_bn_stats(model, clips, num_batches)
-    layers = get_bn_modules(model)
-    for bn in layers:
-        for buffer in (bn.running_mean, bn.running_var):
-            buffer.copy_(du.all_reduce_sum(buffer) / du.world_size())
+        for bn, (mean, var) in zip(layers, buffers):
+            mean.copy_(du.all_reduce_sum(bn.running_mean) / du.world_size())
+            var.copy_(du.all_reduce_sum(bn.running_var) / du.world_size())
+            bn.running_mean, bn.running_var = mean, var
     logger.info("precise BN: statistics of %d BatchNorm layers recomputed over %d batches",
                 len(layers), num_batches)
