@@ -132,7 +132,7 @@ def test_blocks_writes_the_tables_and_prints_them(tool, tmp_path, capsys):
     assert [row[2] for row in timing_rows] == CANDIDATES
     assert all(row[7] == "2 / 2" for row in timing_rows)
     assert all(float(cell) > 0 for row in timing_rows for cell in (row[3], row[5]))
-    ratio_rows = [row for row in rows if len(row) == 7]
+    ratio_rows = [row for row in rows if len(row) == 9]  # / floor, / NL, / NL pool, per mode
     assert [row[2] for row in ratio_rows] == ["dot", "gaussian", "embedded_gaussian"]
     # The growth check orders the cases by T x H x W.
     assert "- CGNL dot / NL at C=32, fwd, by T x H x W: 1x2x2 " in text

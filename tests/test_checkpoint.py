@@ -55,7 +55,7 @@ def test_failed_save_leaves_the_previous_file_intact(tmp_path):
 def test_load_refuses_arbitrary_pickles(tmp_path):
     path = str(tmp_path / "evil.pyth")
     torch.save({"model": {}, "payload": random.Random()}, path)
-    with pytest.raises(ckpt.CheckpointError, match="evil.pyth: unreadable"):
+    with pytest.raises(ckpt.CheckpointError, match="evil.pyth: refused, it needs unsafe unpickling"):
         ckpt.load_file(path)
 
 

@@ -137,7 +137,8 @@ def test_num_classes_inconsistent_with_classes_txt(data_dir, tmp_path):
 
 def test_other_head_shapes_fine_tune_but_do_not_test(data_dir, tmp_path):
     out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+    scratch = run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+    assert "training from scratch: neither TRAIN.CHECKPOINT_FILE_PATH" in scratch.stderr
     three = tmp_path / "three"
     shutil.copytree(data_dir, three)
     (three / "classes.txt").write_text("a\nb\nc\n")
@@ -149,6 +150,7 @@ def test_other_head_shapes_fine_tune_but_do_not_test(data_dir, tmp_path):
         "MODEL.NUM_CLASSES": 3, "SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0,
         "TRAIN.CHECKPOINT_FILE_PATH": checkpoint_path(out, 1)}))
     assert "skipped keys" in result.stderr and "blocks.6.proj.weight (2, 64) vs model (3, 64)" in result.stderr
+    assert "training from scratch" not in result.stderr
     assert model_state(fine_tuned, 1)["blocks.6.proj.weight"].shape == (3, 64)
 
 

@@ -7,6 +7,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from cgnl_video.config import load_config
 from cgnl_video.models import build_model, inflate_from_2d, load_inflated_weights
+from cgnl_video.models.pretrained import PretrainedError
 
 # Static clips of T = 40 frames give res5 maps of 20 time steps; its central steps
 # see no temporal zero padding, so there the 3D net must equal the 2D one.
@@ -79,5 +80,5 @@ def test_wrong_depth_names_the_file_and_key(tmp_path):
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.pth"):
+    with pytest.raises(PretrainedError, match="nope.pth: weights file not found"):
         load_inflated_weights(build_model(load_config()), str(tmp_path / "nope.pth"))

@@ -9,11 +9,13 @@ from cgnl_video.models import NonLocalBlock
 
 
 def explicit_nonlocal(block, x, kernel, pool_size):
-    """y_i = sum_j f(theta_i, phi_j) g_j / C(x) with the full pairwise matrix."""
+    """y_i = sum_j f(theta_i, phi_j) g_j / C(x) with the full pairwise matrix.
+
+    With ``pool_size``, phi and g are computed from the max-pooled input (PySlowFast).
+    """
     b, _, t, h, w = x.shape
-    theta, phi, g = block.theta(x), block.phi(x), block.g(x)
-    if pool_size:
-        phi, g = F.max_pool3d(phi, pool_size, pool_size), F.max_pool3d(g, pool_size, pool_size)
+    pooled = F.max_pool3d(x, pool_size, pool_size) if pool_size else x
+    theta, phi, g = block.theta(x), block.phi(pooled), block.g(pooled)
     inner = theta.shape[1]
     theta, phi, g = (v.reshape(b, inner, -1) for v in (theta, phi, g))
     pairwise = torch.einsum("bci,bcj->bij", theta, phi)
@@ -57,6 +59,22 @@ def test_pooling_subsamples_phi_and_g_only():
     assert block.pool.kernel_size == (1, 2, 2) and block.pool.stride == (1, 2, 2)
     assert NonLocalBlock(16, 8).pool is None
     assert block(torch.randn(1, 16, 2, 4, 6)).shape == (1, 16, 2, 4, 6)
+
+
+def test_phi_and_g_convolve_the_pooled_input():
+    """The pool comes before the phi / g convolutions: they see 4x fewer positions."""
+    block = NonLocalBlock(16, 8, pool_size=(1, 2, 2))
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen[name] = tuple(inputs[0].shape)
+        return hook
+
+    for name in ("theta", "phi", "g"):
+        getattr(block, name).register_forward_hook(record(name))
+    block(torch.randn(1, 16, 2, 4, 6))
+    assert seen == {"theta": (1, 16, 2, 4, 6), "phi": (1, 16, 2, 2, 3), "g": (1, 16, 2, 2, 3)}
 
 
 def test_unknown_kernel_is_named():

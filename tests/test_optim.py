@@ -1,12 +1,16 @@
 """Optimiser and learning-rate schedule."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from cgnl_video.config import ConfigError, load_config
 from cgnl_video.engine.optim import build_optimizer, build_scheduler, lr_at_epoch
+from cgnl_video.models import NonLocalBlock, build_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "MiniKinetics"
 
 
 def cfg_with(*opts):
@@ -50,6 +54,28 @@ def test_no_weight_decay_on_norms_and_biases():
     assert [len(g["params"]) for g in groups] == [1, 3]
     assert groups[1]["weight_decay"] == 0.0 and groups[0]["weight_decay"] == 1e-4
     assert groups[0]["nesterov"] is True and groups[0]["momentum"] == 0.9
+
+
+def test_no_weight_decay_catches_every_norm_and_bias_of_the_net():
+    """BatchNorm (backbone, NL block), CGNL's GroupNorm and all biases; conv / linear weights decay."""
+    cfg = cfg_with("RESNET.DEPTH", "18", "RESNET.WIDTH_PER_GROUP", "8", "NONLOCAL.LOCATION",
+                   "[[], [0], [], []]", "CGNL.GROUPS", "2", "SOLVER.ZERO_WD_1D_PARAM", "True")
+    model = build_model(cfg)
+    stage = model.blocks[4].res_blocks  # res4: add an NL block beside res3's CGNL block
+    stage.insert(1, NonLocalBlock(stage[0].branch2.conv_b.out_channels, 4))
+    norms = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm)
+    expected = {id(p) for m in model.modules() for n, p in m.named_parameters(recurse=False)
+                if isinstance(m, norms) or n == "bias"}
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    decay, no_decay = build_optimizer(model, cfg).param_groups
+    assert {id(p) for p in no_decay["params"]} == expected and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 1e-4
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_minikinetics_configs_exclude_norms_and_biases_from_weight_decay():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        assert load_config(str(path)).SOLVER.ZERO_WD_1D_PARAM, path.name
 
 
 @pytest.mark.parametrize("opts, key", [

@@ -17,6 +17,7 @@ from cgnl_video.config.cli import config_from_args, default_parser, run_tool  # 
 from cgnl_video.engine import distributed as du  # noqa: E402
 from cgnl_video.engine.quarantine import TooManyBadVideos  # noqa: E402
 from cgnl_video.engine.train import NonFiniteLossError, train  # noqa: E402
+from cgnl_video.models.pretrained import PretrainedError  # noqa: E402
 
 
 def main():
@@ -31,5 +32,5 @@ def main():
 
 
 if __name__ == "__main__":
-    run_tool(main, (CheckpointError, ListFormatError, RunLockError, NonFiniteLossError, TooManyBadVideos,
-                    VideoLoadError))
+    run_tool(main, (CheckpointError, ListFormatError, RunLockError, NonFiniteLossError, PretrainedError,
+                    TooManyBadVideos, VideoLoadError))

@@ -44,8 +44,8 @@ _C.NONLOCAL.LOCATION = [[], [], [], []]
 _C.NONLOCAL.TYPE = "cgnl"
 # NonLocalBlock pairwise function: "embedded_gaussian" (softmax) or "dot".
 _C.NONLOCAL.KERNEL = "embedded_gaussian"
-# NonLocalBlock max-pool subsampling of phi and g, as [T, H, W] (e.g. [1, 2, 2]);
-# empty for none.
+# NonLocalBlock max-pool subsampling, as [T, H, W] (the paper's [1, 2, 2]): phi and g
+# are computed from the max-pooled block input (PySlowFast); empty for none.
 _C.NONLOCAL.POOL = []
 
 # ---------------------------------------------------------------------------
@@ -91,9 +91,11 @@ _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
 # Random horizontal flips in training. Turn off for classes that a mirror image changes
 # (left vs right motion, clockwise vs anticlockwise rotation), as for Something-Something.
 _C.DATA.RANDOM_FLIP = True
-# Per-channel (RGB) mean subtracted from frames scaled to [0, 1].
+# Per-channel (RGB) mean subtracted from frames scaled to [0, 1]: match the weights a config
+# starts from (Kinetics / pytorchvideo checkpoints: these; ImageNet: 0.485, 0.456, 0.406).
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
-# Per-channel (RGB) standard deviation frames are divided by, after the mean.
+# Per-channel (RGB) standard deviation frames are divided by, after the mean (ImageNet:
+# 0.229, 0.224, 0.225).
 _C.DATA.STD = [0.225, 0.225, 0.225]
 # Training: undecodable videos replaced by random others, per item, before giving up.
 _C.DATA.MAX_DECODE_RETRIES = 10
@@ -131,13 +133,17 @@ _C.TRAIN.EVAL_PERIOD = 1
 _C.TRAIN.CHECKPOINT_PERIOD = 1
 # Continue from the newest loadable checkpoint in OUTPUT_DIR/checkpoints.
 _C.TRAIN.AUTO_RESUME = True
-# Initialise from this checkpoint of ours (heads of another shape are skipped).
+# Initialise from this checkpoint: ours, or a pytorchvideo / PySlowFast .pyth ("model_state",
+# e.g. the Kinetics-400 I3D_8x8_R50.pyth); heads of another shape are skipped.
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # With CHECKPOINT_FILE_PATH: True starts at epoch 0 with a new optimiser (fine-tuning);
 # False continues that run (its epoch, schedule position and optimiser state).
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = True
-# Initialise the backbone from this torchvision 2D ResNet state dict file (inflated).
+# Initialise the backbone from 2D ImageNet weights (inflated): "torchvision:resnet50" (or
+# resnet18/34/101; downloaded once into the torch hub cache) or a torchvision state dict file.
 _C.TRAIN.CHECKPOINT_INFLATE = ""
+# Random initialisation is intended: no warning when neither checkpoint key above is set.
+_C.TRAIN.FROM_SCRATCH = False
 # Autocast precision: "none", "bf16" or "fp16" (fp16 on GPU only; fp32 on CPU).
 _C.TRAIN.MIXED_PRECISION = "none"
 # Write a train_iter line to stats.jsonl every this many iterations.
@@ -203,6 +209,12 @@ _C.SOLVER.CLIP_GRAD_L2NORM = 0.0
 _C.BN = CfgNode()
 # Freeze BatchNorm running statistics during training (small-batch fine-tuning).
 _C.BN.FREEZE = False
+# "batchnorm" or "sync_batchnorm" (statistics over all GPUs; torchrun on GPU only).
+_C.BN.NORM_TYPE = "batchnorm"
+# Recompute BatchNorm statistics over training batches before each validation and at the end.
+_C.BN.USE_PRECISE_STATS = False
+# Training batches used by BN.USE_PRECISE_STATS (at most one epoch's).
+_C.BN.NUM_BATCHES_PRECISE = 200
 
 # ---------------------------------------------------------------------------
 # Misc

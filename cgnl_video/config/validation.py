@@ -28,7 +28,7 @@ from cgnl_video.engine.meters import ENSEMBLE_METHODS
 from cgnl_video.engine.optim import check_solver_config
 from cgnl_video.engine.precision import check_precision_config
 from cgnl_video.models.build import check_model_config
-from cgnl_video.models.inflate import read_2d_state_dict
+from cgnl_video.models.pretrained import load_2d_state_dict
 
 DEFAULTS = "defaults"  # the origin of a key no file or override set
 
@@ -205,7 +205,7 @@ def _check_init_files(cfg: CfgNode) -> None:
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
         _check_loads(ckpt.load_file, "TRAIN.CHECKPOINT_FILE_PATH", cfg.TRAIN.CHECKPOINT_FILE_PATH)
     elif cfg.TRAIN.CHECKPOINT_INFLATE:
-        _check_loads(read_2d_state_dict, "TRAIN.CHECKPOINT_INFLATE", cfg.TRAIN.CHECKPOINT_INFLATE)
+        _check_loads(load_2d_state_dict, "TRAIN.CHECKPOINT_INFLATE", cfg.TRAIN.CHECKPOINT_INFLATE)
 
 
 def _check_loads(load: Callable[[str], Any], key: str, path: str) -> None:

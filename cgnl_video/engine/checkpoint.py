@@ -33,6 +33,7 @@ from fvcore.common.config import CfgNode
 
 from cgnl_video.config.loading import flatten
 from cgnl_video.models import load_inflated_weights
+from cgnl_video.models.pretrained import MODEL_KEYS, adapt_to_model, describe_load_error, model_entry, scratch_warning
 from cgnl_video.utils.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -98,19 +99,25 @@ def atomic_save(obj: Dict, path: str) -> None:
 
 def load_file(path: str) -> Dict:
     """Reads a checkpoint with ``weights_only=True`` and checks its checksum (files written
-    before checksums have none); a damaged file raises CheckpointError."""
+    before checksums, and other code bases' files, have none); a damaged file raises
+    CheckpointError.
+
+    The model's state dict is under ``model`` in the returned dict, also for
+    pytorchvideo / PySlowFast files (``model_state``).
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
         raise CheckpointError(f"{path}: checkpoint not found") from err
     except Exception as err:  # truncated zip, pickle errors, foreign objects
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from err
-    if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{path}: not a cgnl-video checkpoint (no 'model' entry)")
+        raise CheckpointError(describe_load_error(path, err)) from err
+    model = model_entry(state)  # ours: 'model'; pytorchvideo / PySlowFast .pyth: 'model_state'
+    if model is None:
+        raise CheckpointError(f"{path}: not a checkpoint (no {' / '.join(MODEL_KEYS)} entry)")
     stored = state.pop(CHECKSUM_KEY, None)
     if stored is not None and stored != state_checksum(state):
         raise CheckpointError(f"{path}: damaged checkpoint (checksum mismatch: its bytes changed after saving)")
-    return state
+    return {**state, "model": model}
 
 
 def rng_state() -> Dict:
@@ -259,13 +266,16 @@ def initialise(state: TrainState, cfg: CfgNode, rank: int = 0) -> str:
     if source:
         checkpoint = load_file(source)
         if cfg.TRAIN.CHECKPOINT_EPOCH_RESET:
-            load_matching_weights(state.model, checkpoint["model"], source)
+            load_matching_weights(state.model, adapt_to_model(state.model, checkpoint["model"], source), source)
             return f"initialised from the weights of {source} (epoch reset to 0)"
         _restore(state, checkpoint, rank, source)
         return f"continuing the run of {source} from epoch {state.epoch}"
     if cfg.TRAIN.CHECKPOINT_INFLATE:
         unused = load_inflated_weights(state.model, cfg.TRAIN.CHECKPOINT_INFLATE)
         return f"inflated {cfg.TRAIN.CHECKPOINT_INFLATE}; unused 2D keys: {unused}"
+    warning = scratch_warning(cfg)
+    if warning:
+        logger.warning(warning)
     return "initialised at random"
 
 

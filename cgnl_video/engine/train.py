@@ -4,8 +4,9 @@ Flow of one run (``tools/train_net.py``): set up the process (torchrun, seeds), 
 the merged config, check ``MODEL.NUM_CLASSES`` against ``classes.txt``, build the
 model and its :class:`~cgnl_video.engine.checkpoint.TrainState`, resume or initialise it
 (``engine/checkpoint.py``), then per epoch: train, validate every ``TRAIN.EVAL_PERIOD``
-epochs, checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs, append stats and redraw the
-curves.
+epochs (precise BatchNorm statistics first, and after the last epoch, with
+``BN.USE_PRECISE_STATS``), checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs, append stats
+and redraw the curves.
 
 Batches: ``TRAIN.BATCH_SIZE`` is the global batch of one optimiser step; each of the
 ``world_size`` processes loads ``BATCH_SIZE / (world_size x TRAIN.ACCUMULATION_STEPS)``
@@ -30,6 +31,7 @@ from cgnl_video.config.validation import validate_inputs
 from cgnl_video.datasets import build_loader, set_loader_epoch
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
+from cgnl_video.engine.batchnorm import convert_norm, update_precise_bn
 from cgnl_video.engine.inputs import InputNormalizer, build_normalizer
 from cgnl_video.engine.meters import ClassificationMeter
 from cgnl_video.engine.optim import build_optimizer, build_scheduler
@@ -168,7 +170,7 @@ def train(cfg: CfgNode) -> TrainResult:
     validate_inputs(cfg, "train")
     device = setup_run(cfg, "config.yaml", before_write=ckpt.check_resume_target)
     class_names = check_num_classes(cfg)
-    model = build_model(cfg).to(device)
+    model = convert_norm(cfg, build_model(cfg).to(device), device)
     train_loader = build_loader(cfg, "train")
     validate = cfg.TRAIN.EVAL_PERIOD > 0
     val_loader = build_loader(cfg, "val") if validate else None
@@ -192,6 +194,8 @@ def train(cfg: CfgNode) -> TrainResult:
         quarantine.add(du.gather_lists(failures), epoch + 1, write=du.is_main_process())
         state.epoch = last = epoch + 1
         evaluated = validate and (last % cfg.TRAIN.EVAL_PERIOD == 0 or last == cfg.SOLVER.MAX_EPOCH)
+        if evaluated or last == cfg.SOLVER.MAX_EPOCH:
+            update_precise_bn(cfg, model, train_loader, normalize)  # with BN.USE_PRECISE_STATS
         if evaluated:
             du.broadcast_buffers(model)
             summary = evaluate(cfg, model, val_loader, normalize)

@@ -8,13 +8,13 @@ copied only when its shape matches; non-local blocks keep their own
 initialisation.
 """
 
-import os
 from typing import Dict, Iterator, List, Tuple
 
 import torch
 import torch.nn as nn
 from pytorchvideo.models.resnet import ResBlock
 
+from cgnl_video.models.pretrained import PretrainedError, load_2d_state_dict
 from cgnl_video.models.resnet3d import STAGE_INDICES
 
 # torchvision block child -> I3D block child, for bottleneck and basic blocks.
@@ -78,35 +78,16 @@ def inflate_from_2d(model: nn.Module, state_dict_2d: Dict[str, torch.Tensor]) ->
     return sorted(set(state_dict_2d) - used)
 
 
-def read_2d_state_dict(path: str) -> Dict[str, torch.Tensor]:
-    """The torchvision ResNet state dict in the file at ``path`` (a state dict, or a dict with
-    it under ``state_dict`` or ``model``), read with ``weights_only=True``.
+def load_inflated_weights(model: nn.Module, source: str) -> List[str]:
+    """Loads the torchvision ResNet weights of ``source`` into ``model`` (inflated).
 
-    Raises FileNotFoundError or ValueError naming the file (missing, unsafe or unreadable).
+    ``source``: ``torchvision:resnet{18,34,50,101}`` (ImageNet weights, see
+    :mod:`cgnl_video.models.pretrained`) or a file holding a state dict (plain, or under
+    ``state_dict`` / ``model``). Returns the unused 2D keys; raises PretrainedError
+    naming the source on any mismatch.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: 2D checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickles of arbitrary objects
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(f"{path}: not loadable with torch.load(weights_only=True) "
-                         f"({type(err).__name__}: {first})") from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a state dict (got {type(state).__name__})")
-    return state
-
-
-def load_inflated_weights(model: nn.Module, path: str) -> List[str]:
-    """Loads the torchvision ResNet state dict file at ``path`` into ``model`` (inflated).
-
-    Returns the unused 2D keys; raises ValueError naming the file on any mismatch.
-    """
-    state = read_2d_state_dict(path)
+    state = load_2d_state_dict(source)
     try:
         return inflate_from_2d(model, state)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
+        raise PretrainedError(f"{source}: {err}") from err

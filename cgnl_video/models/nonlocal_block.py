@@ -1,7 +1,10 @@
 """The non-local block (Wang et al., CVPR 2018) in 3D: the baseline CGNL is compared with.
 
 With theta, phi, g the 1x1x1 embeddings flattened over T x H x W (N positions
-for theta, N' for phi and g, N' < N with max-pool subsampling):
+for theta, N' for phi and g): theta is computed from the input x, phi and g from
+``maxpool(x)`` when subsampling (N' < N; the non-local paper's code and PySlowFast's
+``Nonlocal`` with ``pool_size`` pool the block input before these two convolutions,
+which is cheaper than pooling their outputs and is what "NL pool 1x2x2" means):
 
     y_i = sum_j f(theta_i, phi_j) g_j / C(x)
 
@@ -29,8 +32,8 @@ class NonLocalBlock(nn.Module):
         in_channels: C.
         inner_channels: channels of theta / phi / g (usually C / 2).
         kernel: ``embedded_gaussian`` (softmax) or ``dot``.
-        pool_size: ``(t, h, w)`` max-pool subsampling of phi and g (PySlowFast uses
-            ``(1, 2, 2)``); None for none.
+        pool_size: ``(t, h, w)`` max-pool subsampling of the input of phi and g
+            (the non-local paper and PySlowFast use ``(1, 2, 2)``); None for none.
     """
 
     def __init__(
@@ -70,9 +73,8 @@ class NonLocalBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``B x C x T x H x W`` -> ``B x C x T x H x W``."""
         b, _, t, h, w = x.shape
-        theta, phi, g = self.theta(x), self.phi(x), self.g(x)
-        if self.pool is not None:
-            phi, g = self.pool(phi), self.pool(g)
+        pooled = self.pool(x) if self.pool is not None else x  # B x C x T' x H' x W'
+        theta, phi, g = self.theta(x), self.phi(pooled), self.g(pooled)
         inner = theta.shape[1]
         # B x N x inner queries; B x N' x inner keys and values (contiguous, so that
         # scaled_dot_product_attention takes its memory-efficient kernel).

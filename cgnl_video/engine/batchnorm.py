@@ -1,0 +1,78 @@
+"""BatchNorm options of training: SyncBatchNorm (``BN.NORM_TYPE``) and precise statistics.
+
+``BN.USE_PRECISE_STATS`` (PySlowFast): before each validation and after the last epoch,
+every BatchNorm's running mean / variance is recomputed with fvcore's
+``update_bn_stats`` over ``BN.NUM_BATCHES_PRECISE`` training batches, with the
+weights fixed: the population statistics of those batches instead of a running
+average taken while the weights moved. Under torchrun the statistics are then
+averaged over processes.
+"""
+
+import logging
+
+import torch
+import torch.nn as nn
+from fvcore.common.config import CfgNode
+from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
+
+from cgnl_video.config.loading import ConfigError
+from cgnl_video.engine import distributed as du
+from cgnl_video.engine.inputs import InputNormalizer
+from cgnl_video.engine.precision import autocast_context
+
+logger = logging.getLogger(__name__)
+
+NORM_TYPES = ("batchnorm", "sync_batchnorm")
+
+
+def check_bn_config(cfg: CfgNode, device: torch.device) -> None:
+    """Raises ConfigError naming the ``BN`` key that cannot be used here."""
+    bn = cfg.BN
+    if bn.NORM_TYPE not in NORM_TYPES:
+        raise ConfigError(f"BN.NORM_TYPE={bn.NORM_TYPE!r}: expected one of {NORM_TYPES}")
+    if bn.NORM_TYPE == "sync_batchnorm" and not (device.type == "cuda" and du.is_distributed()):
+        where = "on CPU" if device.type != "cuda" else "without torchrun (a single process)"
+        raise ConfigError(
+            f"BN.NORM_TYPE=sync_batchnorm: needs several GPU processes under torchrun, but runs "
+            f"{where}; use BN.NORM_TYPE batchnorm"
+        )
+    if bn.USE_PRECISE_STATS and bn.FREEZE:
+        raise ConfigError("BN.USE_PRECISE_STATS=True with BN.FREEZE=True: frozen statistics are not recomputed")
+    if bn.USE_PRECISE_STATS and bn.NUM_BATCHES_PRECISE < 1:
+        raise ConfigError(f"BN.NUM_BATCHES_PRECISE={bn.NUM_BATCHES_PRECISE}: expected >= 1")
+
+
+def convert_norm(cfg: CfgNode, model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` with ``BN.NORM_TYPE`` norms (SyncBatchNorm converted); checks the ``BN`` keys."""
+    check_bn_config(cfg, device)
+    if cfg.BN.NORM_TYPE == "sync_batchnorm":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def update_precise_bn(cfg: CfgNode, model: nn.Module, loader, normalize: InputNormalizer) -> None:
+    """Recomputes BatchNorm statistics over training batches; a no-op without ``BN.USE_PRECISE_STATS``.
+
+    Args:
+        model: the model (unwrapped: every process runs the same number of batches and the
+            statistics are averaged here); left in train mode.
+        loader: the training loader, batches with ``video`` = uint8 ``B x 3 x T x H x W``.
+        normalize: the device-side input step (``engine/inputs.py``).
+    """
+    if not cfg.BN.USE_PRECISE_STATS:
+        return
+    num_batches = min(cfg.BN.NUM_BATCHES_PRECISE, len(loader))
+    model.train()
+    layers = get_bn_modules(model)
+    # fvcore assigns new tensors; the statistics go back into the original buffers, which
+    # DistributedDataParallel holds on to (it broadcasts them from rank 0 at each forward).
+    buffers = [(bn.running_mean, bn.running_var) for bn in layers]
+    clips = (normalize(batch["video"]) for batch in loader)
+    with torch.no_grad(), autocast_context(cfg, normalize.device):
+        update_bn_stats(model, clips, num_batches)
+        for bn, (mean, var) in zip(layers, buffers):
+            mean.copy_(du.all_reduce_sum(bn.running_mean) / du.world_size())
+            var.copy_(du.all_reduce_sum(bn.running_var) / du.world_size())
+            bn.running_mean, bn.running_var = mean, var
+    logger.info("precise BN: statistics of %d BatchNorm layers recomputed over %d batches",
+                len(layers), num_batches)
