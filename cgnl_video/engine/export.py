@@ -27,8 +27,7 @@ import torch
 import torch.nn as nn
 from fvcore.common.config import CfgNode
 
-from cgnl_video.engine.checkpoint import find_test_checkpoint, load_for_test
-from cgnl_video.models import build_model
+from cgnl_video.inference.recognizer import Recognizer
 from cgnl_video.utils.io import atomic_output
 
 FORMATS = ("onnx", "torchscript")
@@ -109,15 +108,14 @@ def export_model(model: nn.Module, cfg: CfgNode, fmt: str, out_path: str) -> Non
 
 
 def export_from_config(cfg: CfgNode, fmt: str, out_path: str, checkpoint: Optional[str] = None) -> str:
-    """Builds the model of ``cfg``, loads ``checkpoint`` (default: :func:`find_test_checkpoint`)
-    and exports it (:func:`export_model`); returns the checkpoint's path."""
+    """Exports the model of ``cfg`` with the weights of ``checkpoint`` (default: the config's test
+    checkpoint), through the :class:`~cgnl_video.inference.recognizer.Recognizer` that predicts
+    with them (:func:`export_model`); returns the checkpoint's path."""
     check_format(fmt)
     check_writable(out_path)
-    path = checkpoint or find_test_checkpoint(cfg)
-    model = build_model(cfg)
-    load_for_test(model, path)
-    export_model(model, cfg, fmt, out_path)
-    return path
+    recognizer = Recognizer.from_cfg(cfg, checkpoint, device="cpu")
+    export_model(recognizer.model, cfg, fmt, out_path)
+    return recognizer.checkpoint
 
 
 def _onnx_runner(path: str) -> Runner:

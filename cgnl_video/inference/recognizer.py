@@ -62,7 +62,18 @@ class Recognizer:
 
     def __init__(self, cfg_file: Optional[str] = None, checkpoint: Optional[str] = None,
                  overrides: Sequence[str] = (), device: Optional[Union[str, torch.device]] = None):
-        self.cfg = load_config(cfg_file, overrides)
+        self._setup(load_config(cfg_file, overrides), checkpoint, device)
+
+    @classmethod
+    def from_cfg(cls, cfg: CfgNode, checkpoint: Optional[str] = None,
+                 device: Optional[Union[str, torch.device]] = None) -> "Recognizer":
+        """The recognizer of a loaded config (see :func:`cgnl_video.config.load_config`)."""
+        recognizer = cls.__new__(cls)
+        recognizer._setup(cfg, checkpoint, device)
+        return recognizer
+
+    def _setup(self, cfg: CfgNode, checkpoint: Optional[str], device: Optional[Union[str, torch.device]]) -> None:
+        self.cfg = cfg
         self.checkpoint = checkpoint or ckpt.find_test_checkpoint(self.cfg)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = build_model(self.cfg)
