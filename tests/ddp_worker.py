@@ -4,18 +4,14 @@ Usage: torchrun --nproc_per_node 2 tests/ddp_worker.py REPORT.json KEY VALUE ...
 """
 
 import json
-import os
 import sys
 
-import torch
 import torch.distributed as dist
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cgnl_video.config import load_config  # noqa: E402
-from cgnl_video.datasets import build_loader, set_loader_epoch  # noqa: E402
-from cgnl_video.engine import distributed as du  # noqa: E402
-from cgnl_video.engine.train import train  # noqa: E402
+from cgnl_video.config import load_config
+from cgnl_video.datasets import build_loader, set_loader_epoch
+from cgnl_video.engine import distributed as du
+from cgnl_video.engine.train import train
 
 
 def main(report_path, opts):

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from conftest import tiny_opts, torchrun
 
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file
@@ -76,7 +75,7 @@ def test_every_layout_trains_the_same_model(name, reference, data_dir, tmp_path)
     assert epoch["batch_per_process"] * nproc * epoch["accumulation_steps"] == 4
     val, reference_val = stats(str(tmp_path / "run"), "val")[-1], stats(reference_dir, "val")[-1]
     assert val["num_videos"] == val["num_tested"] == reference_val["num_tested"] == 4  # no padded duplicates
-    assert f"global batch 4" in result.stderr
+    assert "global batch 4" in result.stderr
 
 
 def test_the_reference_run_moved_the_weights(reference, data_dir, tmp_path):

@@ -7,7 +7,7 @@ from conftest import tiny_opts
 from test_run_safety import unpicklable
 
 from cgnl_video.config import ConfigError, load_config
-from cgnl_video.config.validation import validate_inputs
+from cgnl_video.engine.preflight import validate_inputs
 
 
 def write(path, text):

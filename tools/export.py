@@ -6,14 +6,7 @@
 ``B x NUM_CLASSES`` logits; see ``cgnl_video/engine/export.py``.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cgnl_video.config.cli import config_from_args, default_parser, run_tool  # noqa: E402
-from cgnl_video.engine.checkpoint import CheckpointError  # noqa: E402
-from cgnl_video.engine.export import ExportError, export_from_config  # noqa: E402
+from cgnl_video.config.cli import config_from_args, default_parser, run_tool
 
 
 def main():
@@ -22,9 +15,12 @@ def main():
     parser.add_argument("--out", required=True, help="the file to write")
     parser.add_argument("--checkpoint", help="weights to export (default: the newest of OUTPUT_DIR)")
     args = parser.parse_args()
-    checkpoint = export_from_config(config_from_args(args), args.fmt, args.out, args.checkpoint)
+    cfg = config_from_args(args)  # a bad setting stops here, before torch is imported
+    from cgnl_video.engine.export import export_from_config
+
+    checkpoint = export_from_config(cfg, args.fmt, args.out, args.checkpoint)
     print(f"wrote {args.out} ({args.fmt}) from {checkpoint}")
 
 
 if __name__ == "__main__":
-    run_tool(main, (CheckpointError, ExportError))
+    run_tool(main)

@@ -9,11 +9,8 @@ import glob
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cgnl_video.config import load_config  # noqa: E402
-from cgnl_video.config.cli import config_from_args, default_parser, run_tool  # noqa: E402
-from cgnl_video.models.report import SUMMARY_HEADER, stage_report, summary_row  # noqa: E402
+from cgnl_video.config import load_config
+from cgnl_video.config.cli import config_from_args, default_parser, run_tool
 
 
 def main():
@@ -21,6 +18,8 @@ def main():
     parser.add_argument("--summary", metavar="DIR",
                         help="instead, one Markdown row per YAML config in DIR")
     args = parser.parse_args()
+    from cgnl_video.models.report import SUMMARY_HEADER, stage_report, summary_row
+
     if not args.summary:
         print(stage_report(config_from_args(args)))
         return

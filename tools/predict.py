@@ -19,19 +19,14 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cgnl_video.config.cli import run_tool  # noqa: E402
-from cgnl_video.datasets.decoders import DecodeError  # noqa: E402
-from cgnl_video.engine.checkpoint import CheckpointError  # noqa: E402
-from cgnl_video.engine.predict import LabelledVideoWriter, prediction_lines  # noqa: E402
-from cgnl_video.inference.inputs import expand_inputs  # noqa: E402
-from cgnl_video.inference.recognizer import Recognizer  # noqa: E402
-from cgnl_video.utils.io import atomic_write_text  # noqa: E402
+from cgnl_video.config.cli import run_tool
+from cgnl_video.config.loading import load_config, load_run_config
+from cgnl_video.errors import UserError
+from cgnl_video.inference.inputs import expand_inputs
+from cgnl_video.utils.io import atomic_write_text
 
 CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
 
@@ -96,7 +91,7 @@ def report_timeline(path: str, windows, as_json: bool) -> None:
         print(f"  {w.start:8.2f}-{w.end:8.2f} s  {w.top[0][1]:.3f}  {w.top[0][0]}")
 
 
-def recognise(recognizer: Recognizer, path: str, args, writer) -> None:
+def recognise(recognizer, path: str, args, writer) -> None:
     """Predicts (or the timeline of) one video, drawing onto ``writer`` when there is one."""
     if args.timeline:
         on_frame = None if writer is None else (lambda frame, label: writer.write_labelled(frame, [label]))
@@ -108,16 +103,20 @@ def recognise(recognizer: Recognizer, path: str, args, writer) -> None:
     prediction = recognizer.predict(path, args.topk)
     report(path, prediction, args.json)
     if writer is not None:
+        from cgnl_video.engine.predict import prediction_lines
+
         for frame in recognizer.stream(path):
             writer.write_labelled(frame, prediction_lines(prediction))
 
 
 def main():
     args = parse_args()
-    if args.run:
-        recognizer = Recognizer.from_run(args.run, args.checkpoint, args.opts)
-    else:
-        recognizer = Recognizer(args.cfg_file, args.checkpoint, args.opts)
+    # A bad setting stops here, before torch is imported.
+    cfg = load_run_config(args.run, args.opts) if args.run else load_config(args.cfg_file, args.opts)
+    from cgnl_video.engine.predict import LabelledVideoWriter
+    from cgnl_video.inference.recognizer import Recognizer
+
+    recognizer = Recognizer.from_cfg(cfg, args.checkpoint)
     failed = 0
     for number, path in enumerate(args.videos):
         drawing = number == 0 and args.out_video
@@ -125,10 +124,10 @@ def main():
             with LabelledVideoWriter(args.out_video, recognizer.fps(path)) if drawing else \
                     contextlib.nullcontext() as writer:
                 recognise(recognizer, path, args, writer)
-        except DecodeError as err:
+        except UserError as err:  # this video (missing, undecodable, hanging); the others go on
             failed += 1
             if args.json:
-                print(json.dumps({"video": path, "error": err.reason}), flush=True)
+                print(json.dumps({"video": path, "error": getattr(err, "reason", str(err))}), flush=True)
             print(f"error: {err}", file=sys.stderr, flush=True)
             continue
         if drawing:
@@ -138,4 +137,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_tool(main, (CheckpointError, DecodeError))
+    run_tool(main)

@@ -1,17 +1,7 @@
 #!/usr/bin/env python3
 """Multi-view test (K clips x S crops): ``python tools/test_net.py --cfg FILE [KEY VALUE ...]``."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cgnl_video.datasets.lists import ListFormatError  # noqa: E402
-from cgnl_video.engine.checkpoint import CheckpointError  # noqa: E402
-from cgnl_video.engine.run_lock import RunLockError  # noqa: E402
-from cgnl_video.config.cli import config_from_args, default_parser, run_tool  # noqa: E402
-from cgnl_video.engine import distributed as du  # noqa: E402
-from cgnl_video.engine.test import run_test  # noqa: E402
+from cgnl_video.config.cli import config_from_args, default_parser, run_tool
 
 
 def report(results) -> str:
@@ -26,8 +16,12 @@ def report(results) -> str:
 
 def main():
     args = default_parser(__doc__.strip().splitlines()[0]).parse_args()
+    cfg = config_from_args(args)  # a bad setting stops here, before torch is imported
+    from cgnl_video.engine import distributed as du
+    from cgnl_video.engine.test import run_test
+
     try:
-        results = run_test(config_from_args(args))
+        results = run_test(cfg)
         if du.is_main_process():
             print(report(results))
     finally:
@@ -35,4 +29,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_tool(main, (CheckpointError, ListFormatError, RunLockError))
+    run_tool(main)

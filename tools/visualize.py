@@ -4,15 +4,9 @@
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from cgnl_video.config.cli import run_tool  # noqa: E402
-from cgnl_video.datasets.decoders import DecodeError  # noqa: E402
-from cgnl_video.engine.checkpoint import CheckpointError  # noqa: E402
-from cgnl_video.engine.visualize import visualize_video  # noqa: E402
-from cgnl_video.inference.recognizer import Recognizer  # noqa: E402
+from cgnl_video.config.cli import run_tool
+from cgnl_video.config.loading import load_config, load_run_config
 
 
 def main():
@@ -25,14 +19,16 @@ def main():
     parser.add_argument("--out-dir", default=None, help="output folder (default: OUTPUT_DIR/attention_maps)")
     parser.add_argument("--queries", type=int, default=3, help="query positions per block (default: 3)")
     args, opts = parser.parse_known_args()
-    if args.run:
-        recognizer = Recognizer.from_run(args.run, args.checkpoint, opts)
-    else:
-        recognizer = Recognizer(args.cfg_file, args.checkpoint, opts)
+    # A bad setting stops here, before torch is imported.
+    cfg = load_run_config(args.run, opts) if args.run else load_config(args.cfg_file, opts)
+    from cgnl_video.engine.visualize import visualize_video
+    from cgnl_video.inference.recognizer import Recognizer
+
+    recognizer = Recognizer.from_cfg(cfg, args.checkpoint)
     out_dir = args.out_dir or os.path.join(recognizer.cfg.OUTPUT_DIR, "attention_maps")
     for path in visualize_video(recognizer, args.video, out_dir, args.queries):
         print(path)
 
 
 if __name__ == "__main__":
-    run_tool(main, (CheckpointError, DecodeError))
+    run_tool(main)

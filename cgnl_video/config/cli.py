@@ -2,10 +2,10 @@
 
 import argparse
 import sys
-from typing import Callable, Tuple
+from typing import Callable
 
 from cgnl_video.config.loading import ConfigError, load_config
-from cgnl_video.utils.io import DiskFullError
+from cgnl_video.errors import UserError
 
 
 def default_parser(description: str) -> argparse.ArgumentParser:
@@ -24,12 +24,12 @@ def config_from_args(args: argparse.Namespace):
     return load_config(args.cfg_file, args.opts)
 
 
-def run_tool(main: Callable[[], None], user_errors: Tuple[type, ...] = ()) -> None:
-    """Runs a tool's ``main``; a :class:`ConfigError`, a :class:`DiskFullError` or one of
-    ``user_errors`` (bad input, not a bug) exits with its message and no traceback."""
+def run_tool(main: Callable[[], None]) -> None:
+    """Runs a tool's ``main``: a :class:`~cgnl_video.errors.UserError` (bad input, not a bug)
+    exits with its message in one line and no traceback; a :class:`ConfigError` says so."""
     try:
         main()
     except ConfigError as err:
         sys.exit(f"config error: {err}")
-    except (DiskFullError, *user_errors) as err:
+    except UserError as err:
         sys.exit(f"error: {err}")

@@ -13,13 +13,14 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from cgnl_video.config.defaults import get_cfg
+from cgnl_video.errors import UserError
 
 
 BASE_KEY = "_BASE_"
 COMMAND_LINE = "command line"  # the origin of a KEY VALUE override
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file, override or value that cannot be used; the message names it.
 
     ``key``: the config key at fault, when there is one (used to name its origin).
@@ -108,12 +109,21 @@ def merge_overrides(cfg: CfgNode, opts: Sequence[str], origins: Optional[Dict[st
             origins[key] = COMMAND_LINE
 
 
+def load_run_config(output_dir: str, opts: Sequence[str] = ()) -> CfgNode:
+    """The config of the training run in ``output_dir`` (its ``config.yaml``, ``OUTPUT_DIR``
+    pointing there), then ``opts``; ConfigError when the folder holds no run."""
+    cfg_file = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(cfg_file):
+        raise ConfigError(f"{output_dir}: not a training run (no config.yaml)")
+    return load_config(cfg_file, ["OUTPUT_DIR", output_dir, *opts])
+
+
 def load_config(path: Optional[str] = None, opts: Sequence[str] = (), validate: bool = True) -> CfgNode:
     """Returns the defaults, merged with the file at ``path`` and then ``opts``, frozen.
 
     With ``validate``, every value is checked (:func:`~cgnl_video.config.validation.validate_values`).
     """
-    from cgnl_video.config.validation import validate_values  # it imports the checks' owners
+    from cgnl_video.config.validation import validate_values  # imports loading (ConfigError)
 
     cfg, origins = get_cfg(), {}
     if path:

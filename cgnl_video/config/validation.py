@@ -6,29 +6,30 @@ Two passes, both raising :class:`ConfigError` with ``FILE: KEY=value: expected .
   checks. ``FILE`` is where the key was set (a YAML file of the ``_BASE_`` chain, or the
   command line). Single-key rules are the table :data:`VALUE_RULES` (add a
   :func:`at_least` / :func:`one_of` / :class:`Rule` line there); checks over several keys are
-  the functions of :data:`CROSS_CHECKS`, each owned by the module that uses the keys.
-* :func:`validate_inputs` (run by the training and test engines before anything is written):
-  the files a run reads. ``FILE`` is the file at fault.
+  the functions of :data:`CROSS_CHECKS`, defined here and called again by the modules that
+  use the keys. This module imports no framework (the allowed values are in
+  :mod:`cgnl_video.choices`), so that a bad setting answers in a fraction of a second.
+* :func:`cgnl_video.engine.preflight.validate_inputs` (run by the training and test engines
+  before anything is written): the files a run reads. ``FILE`` is the file at fault.
 """
 
-import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
+from cgnl_video.choices import (
+    CGNL_KERNELS,
+    DECODING_BACKENDS,
+    ENSEMBLE_METHODS,
+    LR_POLICIES,
+    NL_KERNELS,
+    NONLOCAL_TYPES,
+    PRECISIONS,
+    STAGE_DEPTHS,
+)
 from cgnl_video.config.loading import ConfigError
-from cgnl_video.datasets.batching import micro_batch_size
-from cgnl_video.datasets.decoders import BACKENDS
-from cgnl_video.datasets.lists import CLASSES_FILE, ListFormatError, list_file, read_classes, read_video_list
-from cgnl_video.datasets.transforms import check_jitter_scales
-from cgnl_video.engine import checkpoint as ckpt
-from cgnl_video.engine.meters import ENSEMBLE_METHODS
-from cgnl_video.engine.optim import check_solver_config
-from cgnl_video.engine.precision import check_precision_config
-from cgnl_video.models.build import check_model_config
-from cgnl_video.models.pretrained import load_2d_state_dict
 
 DEFAULTS = "defaults"  # the origin of a key no file or override set
 
@@ -69,7 +70,7 @@ VALUE_RULES: List[Rule] = [
     at_least("DATA.SAMPLING_RATE", 0),
     at_least("DATA.TRAIN_CROP_SIZE", 1),
     at_least("DATA.TEST_CROP_SIZE", 1),
-    one_of("DATA.DECODING_BACKEND", BACKENDS),
+    one_of("DATA.DECODING_BACKEND", DECODING_BACKENDS),
     Rule("DATA.PATH_LABEL_SEPARATOR", lambda value: len(value) > 0, "a non-empty string"),
     length("DATA.MEAN", 3, items="values (R, G, B)"),
     length("DATA.STD", 3, lambda item: item > 0, "values > 0 (R, G, B)"),
@@ -96,6 +97,68 @@ VALUE_RULES: List[Rule] = [
     at_least("SOLVER.CLIP_GRAD_L2NORM", 0),
     at_least("RNG_SEED", 0),
 ]
+
+
+def _require(ok: bool, key: str, value, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: expected {expected}", key=key.split("[")[0])
+
+
+def check_model_config(cfg: CfgNode) -> None:
+    """Raises :class:`ConfigError` naming the first model key with an unusable value."""
+    depth = cfg.RESNET.DEPTH
+    _require(depth in STAGE_DEPTHS, "RESNET.DEPTH", depth, f"one of {sorted(STAGE_DEPTHS)}")
+    _require(cfg.MODEL.NUM_CLASSES > 0, "MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES, "> 0")
+    location = cfg.NONLOCAL.LOCATION
+    _require(len(location) == 4, "NONLOCAL.LOCATION", location, "4 lists (res2..res5)")
+    for stage, (indices, depth_s) in enumerate(zip(location, STAGE_DEPTHS[depth])):
+        _require(
+            all(isinstance(i, int) and 0 <= i < depth_s for i in indices),
+            f"NONLOCAL.LOCATION[{stage}] (res{stage + 2})", list(indices),
+            f"block indices in [0, {depth_s - 1}] for RESNET.DEPTH={depth}",
+        )
+    _require(cfg.NONLOCAL.TYPE in NONLOCAL_TYPES, "NONLOCAL.TYPE", cfg.NONLOCAL.TYPE,
+             f"one of {NONLOCAL_TYPES}")
+    _require(cfg.NONLOCAL.KERNEL in NL_KERNELS, "NONLOCAL.KERNEL",
+             cfg.NONLOCAL.KERNEL, f"one of {NL_KERNELS}")
+    _require(len(cfg.NONLOCAL.POOL) in (0, 3), "NONLOCAL.POOL", cfg.NONLOCAL.POOL,
+             "[] or [T, H, W]")
+    _require(cfg.CGNL.KERNEL in CGNL_KERNELS, "CGNL.KERNEL", cfg.CGNL.KERNEL,
+             f"one of {CGNL_KERNELS}")
+    _require(cfg.CGNL.ORDER >= 0, "CGNL.ORDER", cfg.CGNL.ORDER, ">= 0")
+
+
+def check_solver_config(cfg: CfgNode) -> None:
+    """Raises ConfigError naming the first unusable ``SOLVER`` key."""
+    solver = cfg.SOLVER
+    if solver.LR_POLICY not in LR_POLICIES:
+        raise ConfigError(f"SOLVER.LR_POLICY={solver.LR_POLICY!r}: expected one of {LR_POLICIES}",
+                          key="SOLVER.LR_POLICY")
+    if solver.LR_POLICY == "steps" and len(solver.STEPS) != len(solver.LRS):
+        raise ConfigError(f"SOLVER.STEPS={solver.STEPS} and SOLVER.LRS={solver.LRS}: need equal lengths",
+                          key="SOLVER.STEPS")
+    if solver.MAX_EPOCH < 1:
+        raise ConfigError(f"SOLVER.MAX_EPOCH={solver.MAX_EPOCH}: expected >= 1", key="SOLVER.MAX_EPOCH")
+    if solver.BASE_LR <= 0:
+        raise ConfigError(f"SOLVER.BASE_LR={solver.BASE_LR}: expected > 0", key="SOLVER.BASE_LR")
+
+
+def check_precision_config(cfg: CfgNode) -> None:
+    """Raises ConfigError when ``TRAIN.MIXED_PRECISION`` is not one of PRECISIONS."""
+    if cfg.TRAIN.MIXED_PRECISION not in PRECISIONS:
+        raise ConfigError(
+            f"TRAIN.MIXED_PRECISION={cfg.TRAIN.MIXED_PRECISION!r}: expected one of {PRECISIONS}",
+            key="TRAIN.MIXED_PRECISION",
+        )
+
+
+def check_jitter_scales(jitter_scales: Sequence[int], crop_size: int) -> None:
+    """Raises ValueError unless the scales are ``[min, max]``, ascending, not below ``crop_size``."""
+    if len(jitter_scales) != 2 or not crop_size <= jitter_scales[0] <= jitter_scales[1]:
+        raise ValueError(
+            f"DATA.TRAIN_JITTER_SCALES={list(jitter_scales)}: expected [min, max], ascending, "
+            f"min >= DATA.TRAIN_CROP_SIZE={crop_size}"
+        )
 
 
 def check_jitter_config(cfg: CfgNode) -> None:
@@ -140,91 +203,3 @@ def validate_values(cfg: CfgNode, origins: Optional[Mapping[str, str]] = None) -
             check(cfg)
         except ConfigError as err:
             raise ConfigError(f"{_origin(err.key, origins)}: {err}", key=err.key) from None
-
-
-def _input_error(path: str, key: str, value, reason: str) -> ConfigError:
-    return ConfigError(f"{path}: {key}={value!r}: {reason}", key=key)
-
-
-def _splits(cfg: CfgNode, tool: str) -> List[str]:
-    """The list files ``tool`` ("train" or "test") reads."""
-    if tool == "test":
-        return ["test"]
-    return ["train", "val"] if cfg.TRAIN.EVAL_PERIOD > 0 else ["train"]
-
-
-def check_num_classes(cfg: CfgNode) -> list:
-    """Returns the class names; ConfigError when ``MODEL.NUM_CLASSES`` disagrees with classes.txt."""
-    path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASSES_FILE)
-    if not os.path.isfile(path):
-        raise _input_error(path, "DATA.PATH_TO_DATA_DIR", cfg.DATA.PATH_TO_DATA_DIR, f"no {CLASSES_FILE} in it")
-    try:
-        names = read_classes(path)
-    except ListFormatError as err:
-        raise _input_error(f"{err.path}:{err.line}", "DATA.PATH_TO_DATA_DIR",
-                           cfg.DATA.PATH_TO_DATA_DIR, err.reason) from None
-    if len(names) != cfg.MODEL.NUM_CLASSES:
-        raise _input_error(path, "MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES,
-                           f"expected {len(names)} ({CLASSES_FILE} names {len(names)} classes)")
-    return names
-
-
-def _list_size(cfg: CfgNode, split: str, num_classes: int) -> int:
-    """Videos in ``split``'s list; ConfigError when it is missing, unreadable or empty."""
-    path, data_dir = list_file(cfg.DATA.PATH_TO_DATA_DIR, split), cfg.DATA.PATH_TO_DATA_DIR
-    if not os.path.isfile(path):
-        raise _input_error(path, "DATA.PATH_TO_DATA_DIR", data_dir, f"no {split} list in it")
-    try:
-        records = read_video_list(path, separator=cfg.DATA.PATH_LABEL_SEPARATOR,
-                                  num_classes=num_classes, warn_duplicates=False)
-    except ListFormatError as err:
-        raise _input_error(f"{err.path}:{err.line}", "DATA.PATH_TO_DATA_DIR", data_dir, err.reason) from None
-    if not records:
-        raise _input_error(path, "DATA.PATH_TO_DATA_DIR", data_dir, "no videos listed")
-    return len(records)
-
-
-def _check_train_batch(cfg: CfgNode, num_videos: int) -> None:
-    """A training epoch (last partial batch dropped) needs one full global batch, and the global
-    batch must split evenly over the processes (torchrun's WORLD_SIZE) and accumulation steps."""
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    try:
-        micro_batch_size(cfg.TRAIN.BATCH_SIZE, processes, cfg.TRAIN.ACCUMULATION_STEPS)
-    except ValueError as err:
-        raise ConfigError(str(err), key="TRAIN.BATCH_SIZE") from None
-    if num_videos < cfg.TRAIN.BATCH_SIZE:
-        path = list_file(cfg.DATA.PATH_TO_DATA_DIR, "train")
-        raise _input_error(path, "TRAIN.BATCH_SIZE", cfg.TRAIN.BATCH_SIZE,
-                           f"expected <= {num_videos}, the training videos listed (one global batch)")
-
-
-def _check_init_files(cfg: CfgNode) -> None:
-    """The files a fresh (not resumed) training run initialises from must load."""
-    if cfg.TRAIN.AUTO_RESUME and ckpt.list_checkpoints(cfg.OUTPUT_DIR):
-        return  # resuming: they are not read
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        _check_loads(ckpt.load_file, "TRAIN.CHECKPOINT_FILE_PATH", cfg.TRAIN.CHECKPOINT_FILE_PATH)
-    elif cfg.TRAIN.CHECKPOINT_INFLATE:
-        _check_loads(load_2d_state_dict, "TRAIN.CHECKPOINT_INFLATE", cfg.TRAIN.CHECKPOINT_INFLATE)
-
-
-def _check_loads(load: Callable[[str], Any], key: str, path: str) -> None:
-    """``load(path)`` must succeed; its error (which starts with the path) becomes a ConfigError."""
-    try:
-        load(path)
-    except (OSError, ValueError, ckpt.CheckpointError) as err:
-        raise _input_error(path, key, path, str(err).removeprefix(f"{path}: ")) from None
-
-
-def validate_inputs(cfg: CfgNode, tool: str) -> None:
-    """Checks what ``tool`` ("train" or "test") will read, before it writes anything: classes.txt
-    against ``MODEL.NUM_CLASSES``, the list files (present, UTF-8, well formed, not empty),
-    the training batch against the training set, the checkpoint files named by the config."""
-    num_classes = len(check_num_classes(cfg))
-    sizes: Dict[str, int] = {split: _list_size(cfg, split, num_classes) for split in _splits(cfg, tool)}
-    if tool == "train":
-        _check_train_batch(cfg, sizes["train"])
-        _check_init_files(cfg)
-    elif cfg.TEST.CHECKPOINT_FILE_PATH and not os.path.isfile(cfg.TEST.CHECKPOINT_FILE_PATH):
-        raise _input_error(cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH",
-                           cfg.TEST.CHECKPOINT_FILE_PATH, "file not found")

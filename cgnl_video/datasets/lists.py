@@ -22,6 +22,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from cgnl_video.errors import UserError
 from cgnl_video.utils.io import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def list_file(data_dir: str, split: str) -> str:
     return os.path.join(data_dir, f"{split}.csv")
 
 
-class ListFormatError(ValueError):
+class ListFormatError(UserError, ValueError):
     """A malformed list or classes file; the message reads ``file:line: reason``."""
 
     def __init__(self, path: str, line: int, reason: str):

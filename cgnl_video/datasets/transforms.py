@@ -28,6 +28,8 @@ from fvcore.common.config import CfgNode
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
+from cgnl_video.config.validation import check_jitter_scales
+
 
 def _video(frames: torch.Tensor) -> tv_tensors.Video:
     """uint8 ``N x H x W x 3`` -> ``N x 3 x H x W`` video (a view, no copy)."""
@@ -37,15 +39,6 @@ def _video(frames: torch.Tensor) -> tv_tensors.Video:
 def _randint(low: int, high: int, generator: torch.Generator) -> int:
     """An integer uniform in ``[low, high]`` from ``generator``."""
     return low + int(torch.randint(high - low + 1, (), generator=generator))
-
-
-def check_jitter_scales(jitter_scales: Sequence[int], crop_size: int) -> None:
-    """Raises ValueError unless the scales are ``[min, max]``, ascending, not below ``crop_size``."""
-    if len(jitter_scales) != 2 or not crop_size <= jitter_scales[0] <= jitter_scales[1]:
-        raise ValueError(
-            f"DATA.TRAIN_JITTER_SCALES={list(jitter_scales)}: expected [min, max], ascending, "
-            f"min >= DATA.TRAIN_CROP_SIZE={crop_size}"
-        )
 
 
 class TrainTransform:

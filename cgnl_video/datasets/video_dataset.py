@@ -49,6 +49,7 @@ from cgnl_video.datasets.batching import GlobalBatchSampler, Key, ShardBatchSamp
 from cgnl_video.datasets.decoders import DecodeError, Video, build_decoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
 from cgnl_video.datasets.transforms import build_transform
+from cgnl_video.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 VideoOpener = Callable[[str, Optional[int]], Video]
 
 
-class VideoLoadError(RuntimeError):
+class VideoLoadError(UserError, RuntimeError):
     """No decodable video found for an item within ``DATA.MAX_DECODE_RETRIES`` replacements."""
 
 

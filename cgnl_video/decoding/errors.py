@@ -7,12 +7,14 @@ from typing import Iterator
 import av
 import decord
 
+from cgnl_video.errors import UserError
+
 # What the libraries raise for unreadable data: decord raises DECORDError while decoding
 # and a plain RuntimeError when it cannot open a file; PyAV raises FFmpegError subclasses.
 _LIBRARY_ERRORS = (decord.DECORDError, RuntimeError, av.FFmpegError, OSError, MemoryError)
 
 
-class DecodeError(Exception):
+class DecodeError(UserError):
     """A video that cannot be opened or decoded; the message reads ``path: reason``."""
 
     def __init__(self, path: str, reason: str):

@@ -29,10 +29,11 @@ import av
 import decord
 import numpy as np
 
+from cgnl_video.choices import DECODING_BACKENDS
 from cgnl_video.decoding.errors import DecodeError, decode_errors
 from cgnl_video.decoding.probe import Probe, probe, video_stream
 
-BACKENDS = ("decord", "pyav")
+BACKENDS = DECODING_BACKENDS
 
 
 def scaled_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int, int]:

@@ -15,15 +15,13 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode
 from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 
+from cgnl_video.choices import NORM_TYPES
 from cgnl_video.config.loading import ConfigError
 from cgnl_video.engine import distributed as du
 from cgnl_video.engine.inputs import InputNormalizer
 from cgnl_video.engine.precision import autocast_context
 
 logger = logging.getLogger(__name__)
-
-NORM_TYPES = ("batchnorm", "sync_batchnorm")
-
 
 def check_bn_config(cfg: CfgNode, device: torch.device) -> None:
     """Raises ConfigError naming the ``BN`` key that cannot be used here."""

@@ -32,6 +32,7 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from cgnl_video.config.loading import flatten
+from cgnl_video.errors import UserError
 from cgnl_video.models import load_inflated_weights
 from cgnl_video.models.pretrained import MODEL_KEYS, adapt_to_model, describe_load_error, model_entry, scratch_warning
 from cgnl_video.utils.io import atomic_write_bytes
@@ -42,7 +43,7 @@ _NAME = re.compile(r"^checkpoint_epoch_(\d{5})\.pyth$")
 CHECKSUM_KEY = "checksum"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used; the message names the file."""
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 from fvcore.common.config import CfgNode
 
+from cgnl_video.errors import UserError
 from cgnl_video.inference.recognizer import Recognizer
 from cgnl_video.utils.io import atomic_output
 
@@ -40,7 +41,7 @@ EXAMPLE_BATCH = 2
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """Bad export input (format, output path): the message is one line for the user."""
 
 

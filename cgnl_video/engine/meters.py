@@ -7,7 +7,8 @@ from typing import Callable, Dict, Sequence
 
 import torch
 
-ENSEMBLE_METHODS = ("sum", "max")
+from cgnl_video.choices import ENSEMBLE_METHODS
+
 
 
 def aggregate_views(view_scores: torch.Tensor, method: str = "sum") -> torch.Tensor:

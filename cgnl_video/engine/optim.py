@@ -14,10 +14,7 @@ import torch
 import torch.nn as nn
 from fvcore.common.config import CfgNode
 
-from cgnl_video.config.loading import ConfigError
-
-LR_POLICIES = ("cosine", "steps")
-
+from cgnl_video.config.validation import check_solver_config
 
 def lr_at_epoch(cfg: CfgNode, epoch: float) -> float:
     """Learning rate at fractional ``epoch`` (0 = start of training)."""
@@ -39,21 +36,6 @@ def _policy_lr(solver: CfgNode, epoch: float) -> float:
         if epoch >= step:
             factor = relative
     return solver.BASE_LR * factor
-
-
-def check_solver_config(cfg: CfgNode) -> None:
-    """Raises ConfigError naming the first unusable ``SOLVER`` key."""
-    solver = cfg.SOLVER
-    if solver.LR_POLICY not in LR_POLICIES:
-        raise ConfigError(f"SOLVER.LR_POLICY={solver.LR_POLICY!r}: expected one of {LR_POLICIES}",
-                          key="SOLVER.LR_POLICY")
-    if solver.LR_POLICY == "steps" and len(solver.STEPS) != len(solver.LRS):
-        raise ConfigError(f"SOLVER.STEPS={solver.STEPS} and SOLVER.LRS={solver.LRS}: need equal lengths",
-                          key="SOLVER.STEPS")
-    if solver.MAX_EPOCH < 1:
-        raise ConfigError(f"SOLVER.MAX_EPOCH={solver.MAX_EPOCH}: expected >= 1", key="SOLVER.MAX_EPOCH")
-    if solver.BASE_LR <= 0:
-        raise ConfigError(f"SOLVER.BASE_LR={solver.BASE_LR}: expected > 0", key="SOLVER.BASE_LR")
 
 
 def param_groups(model: nn.Module, cfg: CfgNode) -> List[dict]:

@@ -10,26 +10,17 @@ import logging
 import torch
 from fvcore.common.config import CfgNode
 
-from cgnl_video.config.loading import ConfigError
+from cgnl_video.config.validation import check_precision_config
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_precision_config(cfg: CfgNode) -> None:
-    """Raises ConfigError when ``TRAIN.MIXED_PRECISION`` is not one of PRECISIONS."""
-    if cfg.TRAIN.MIXED_PRECISION not in PRECISIONS:
-        raise ConfigError(
-            f"TRAIN.MIXED_PRECISION={cfg.TRAIN.MIXED_PRECISION!r}: expected one of {tuple(PRECISIONS)}",
-            key="TRAIN.MIXED_PRECISION",
-        )
+DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # TRAIN.MIXED_PRECISION
 
 
 def autocast_dtype(cfg: CfgNode, device: torch.device):
     """The autocast dtype for ``device``, or None for full precision."""
     check_precision_config(cfg)
-    dtype = PRECISIONS[cfg.TRAIN.MIXED_PRECISION]
+    dtype = DTYPES[cfg.TRAIN.MIXED_PRECISION]
     if dtype is torch.float16 and device.type == "cpu":
         return None
     return dtype

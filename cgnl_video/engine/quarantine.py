@@ -16,6 +16,7 @@ import os
 from typing import Dict, FrozenSet, Iterable, List, Sequence, Tuple
 
 from cgnl_video.datasets.lists import VideoRecord
+from cgnl_video.errors import UserError
 from cgnl_video.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 FILE_NAME = "bad_videos.tsv"
 
 
-class TooManyBadVideos(RuntimeError):
+class TooManyBadVideos(UserError, RuntimeError):
     """More than ``DATA.MAX_BAD_FRACTION`` of the training list failed to decode."""
 
 

@@ -19,13 +19,15 @@ import socket
 import time
 from typing import Dict, IO
 
+from cgnl_video.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 _HELD: Dict[str, IO] = {}  # real path of the output folder -> the open, locked lock file
 
 
-class RunLockError(RuntimeError):
+class RunLockError(UserError, RuntimeError):
     """Another run holds the output folder; the message names its pid and host."""
 
 

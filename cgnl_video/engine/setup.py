@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from cgnl_video.config.validation import check_num_classes  # noqa: F401 (used by the engines)
 from cgnl_video.engine import distributed as du
 from cgnl_video.engine.checkpoint import checkpoint_dir
 from cgnl_video.engine.run_lock import acquire_run_lock

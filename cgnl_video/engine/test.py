@@ -21,7 +21,7 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
-from cgnl_video.config.validation import validate_inputs
+from cgnl_video.engine.preflight import check_num_classes, validate_inputs
 from cgnl_video.datasets import build_loader
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
@@ -29,7 +29,7 @@ from cgnl_video.engine.inputs import InputNormalizer, build_normalizer
 from cgnl_video.engine.meters import ClassificationMeter, aggregate_views
 from cgnl_video.engine.precision import autocast_context
 from cgnl_video.engine.reporting import plot_confusion_matrix
-from cgnl_video.engine.setup import check_num_classes, setup_run
+from cgnl_video.engine.setup import setup_run
 from cgnl_video.models import build_model
 from cgnl_video.utils.io import atomic_write_text
 

@@ -27,7 +27,7 @@ from fvcore.common.config import CfgNode
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cgnl_video.config.validation import validate_inputs
+from cgnl_video.engine.preflight import check_num_classes, validate_inputs
 from cgnl_video.datasets import build_loader, set_loader_epoch
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
@@ -38,13 +38,14 @@ from cgnl_video.engine.optim import build_optimizer, build_scheduler
 from cgnl_video.engine.precision import autocast_context, build_grad_scaler
 from cgnl_video.engine.quarantine import Quarantine
 from cgnl_video.engine.reporting import StatsWriter, plot_training_curves
-from cgnl_video.engine.setup import check_num_classes, setup_run
+from cgnl_video.engine.setup import setup_run
+from cgnl_video.errors import UserError
 from cgnl_video.models import build_model
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """Training stopped on a NaN / infinite loss; the message names the iteration."""
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from cgnl_video.config.loading import ConfigError, load_config
+from cgnl_video.config.loading import ConfigError, load_config, load_run_config
 from cgnl_video.datasets.lists import CLASSES_FILE, VideoRecord, read_classes
 from cgnl_video.datasets.video_dataset import build_dataset
 from cgnl_video.engine import checkpoint as ckpt
@@ -87,10 +87,7 @@ class Recognizer:
     def from_run(cls, output_dir: str, checkpoint: Optional[str] = None, overrides: Sequence[str] = (),
                  device: Optional[Union[str, torch.device]] = None) -> "Recognizer":
         """The model of a training run: ``output_dir/config.yaml`` and its newest checkpoint."""
-        cfg_file = os.path.join(output_dir, "config.yaml")
-        if not os.path.isfile(cfg_file):
-            raise ConfigError(f"{output_dir}: not a training run (no config.yaml)")
-        return cls(cfg_file, checkpoint, ["OUTPUT_DIR", output_dir, *overrides], device)
+        return cls.from_cfg(load_run_config(output_dir, overrides), checkpoint, device)
 
     def scores(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 views ``V x C x T x H x W`` -> ``NUM_CLASSES`` combined scores (mean for ``sum``)."""

@@ -23,7 +23,9 @@ from typing import List
 import torch
 import torch.nn as nn
 
-KERNELS = ("dot", "gaussian", "embedded_gaussian")
+from cgnl_video.choices import CGNL_KERNELS
+
+KERNELS = CGNL_KERNELS
 
 # gamma of the Gaussian RBF kernel exp(-gamma * |a - b|^2), as in the official code.
 GAUSSIAN_GAMMA = 1e-4

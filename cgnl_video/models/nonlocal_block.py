@@ -22,7 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-KERNELS = ("embedded_gaussian", "dot")
+from cgnl_video.choices import NL_KERNELS
+
+KERNELS = NL_KERNELS
 
 
 class NonLocalBlock(nn.Module):

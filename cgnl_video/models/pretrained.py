@@ -29,6 +29,7 @@ import torchvision
 from fvcore.common.config import CfgNode
 from pytorchvideo.models.resnet import ResBlock
 
+from cgnl_video.errors import UserError
 from cgnl_video.models.resnet3d import HEAD_PREFIX, STAGE_INDICES
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ MODEL_KEYS = ("model", "model_state", "state_dict")
 StateDict = Dict[str, torch.Tensor]
 
 
-class PretrainedError(ValueError):
+class PretrainedError(UserError, ValueError):
     """Weights that cannot be obtained or used; the message names the file, URL or key."""
 
 

@@ -1,7 +1,5 @@
 """Human-readable model summaries: params, GFLOPs and a per-stage table (Markdown)."""
 
-from typing import List
-
 from fvcore.common.config import CfgNode
 
 from cgnl_video.models.build import build_model

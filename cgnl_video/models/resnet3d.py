@@ -31,8 +31,9 @@ from pytorchvideo.models.net import Net
 from pytorchvideo.models.resnet import ResStage, create_bottleneck_block, create_res_stage
 from pytorchvideo.models.stem import create_res_basic_stem
 
+from cgnl_video.choices import STAGE_DEPTHS
+
 # Residual blocks per stage (res2..res5).
-STAGE_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # Names of ``model.blocks`` in order.
 BLOCK_NAMES = ("stem", "res2", "pool1", "res3", "res4", "res5", "head")
 # Index in ``model.blocks`` of each residual stage res2..res5.

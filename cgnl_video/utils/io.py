@@ -13,6 +13,8 @@ import shutil
 import uuid
 from typing import Iterator, List, Optional
 
+from cgnl_video.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -21,7 +23,7 @@ DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 _TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
 
 
-class DiskFullError(RuntimeError):
+class DiskFullError(UserError, RuntimeError):
     """A write that ran out of space (or over a size limit); the message names the file."""
 
     def __init__(self, path: str, err: OSError, needed: Optional[int] = None):

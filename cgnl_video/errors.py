@@ -1,0 +1,8 @@
+"""The one base class of user-facing errors: bad input (a file, a list line, a config key, a
+video), not a bug. Every tool catches it in one place (``config/cli.py``'s ``run_tool``) and
+prints its message in one line, without a traceback. Imports nothing, so that any module,
+torch-free ones included, can raise it."""
+
+
+class UserError(Exception):
+    """Bad input; the message names the file, line or key at fault."""
