@@ -180,3 +180,23 @@ def test_export_times_eager_onnxruntime_and_torchscript_side_by_side(tool, tmp_p
     assert all(float(row[5]) <= 1e-4 and float(row[6]) > 0 for row in rows[1:])
     assert "<!-- export-cpu:begin -->" in out.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["PERFORMANCE.md", "tiny.yaml"]
+
+
+def test_timeline_scores_both_videos_in_fresh_processes_and_reports_the_rss_ratio(tool, tmp_path):
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(
+        "MODEL: {NUM_CLASSES: 2}\nRESNET: {DEPTH: 18, WIDTH_PER_GROUP: 8}\n"
+        "NONLOCAL: {TYPE: cgnl, LOCATION: [[], [0], [0], []]}\nCGNL: {GROUPS: 2}\n"
+        "DATA: {NUM_FRAMES: 4, SAMPLING_RATE: 2, TEST_CROP_SIZE: 32}\n"
+        "TEST: {NUM_ENSEMBLE_VIEWS: 1, NUM_SPATIAL_CROPS: 1}\n"
+    )
+    out = tmp_path / "PERFORMANCE.md"
+    tool.main(["timeline", "--cfg", str(cfg_file), "--short", "0.05", "--long", "0.1", "--out", str(out)])
+    text = out.read_text()
+    rows = [line.strip("| ").split(" | ") for line in text.splitlines() if " min, 568x320, 25 fps |" in line]
+    assert [row[0] for row in rows] == ["0.05 min, 568x320, 25 fps", "0.1 min, 568x320, 25 fps"]
+    assert [int(row[1]) for row in rows] == [2, 5]  # 3 s and 6 s: 2 s windows every 1 s
+    rss = [float(row[5]) for row in rows]
+    ratio = float(text.split("Peak RSS long / short = ")[1].split(" ")[0])
+    assert ratio == pytest.approx(rss[1] / rss[0], abs=0.01) and all(value > 50 for value in rss)
+    assert "<!-- timeline-cpu:begin -->" in text
