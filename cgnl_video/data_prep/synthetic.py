@@ -61,8 +61,14 @@ CLASSES: Tuple[str, ...] = tuple(MOTIONS)
 # object light, object dark and background colour ranges: the object's light and dark
 # rings stand out on any background (a strongly textured background made learning slow)
 _COLOUR_RANGES = ((0.65, 1.0), (0.0, 0.35), (0.4, 0.6))
-# per-frame speed ranges of each coordinate: fraction of the frame size, rad, cycles
-_SPEEDS = {X: (0.015, 0.035), Y: (0.015, 0.035), ANGLE: (0.06, 0.15), RING: (0.04, 0.1)}
+# per-frame speed ranges of each coordinate: fraction of the frame size, rad, cycles. Rotation:
+# sampled every 4th frame (the demo), a step turns the object 0.36-0.72 rad, below the 0.79 rad
+# at which a square's four-fold symmetry would hide the direction (0.06-0.15 rad/frame left
+# rotation direction at chance on some CPUs, issue 9).
+_SPEEDS = {X: (0.015, 0.035), Y: (0.015, 0.035), ANGLE: (0.09, 0.18), RING: (0.04, 0.1)}
+# contrast of the light-to-dark shading across the object, which shows its orientation
+# (0.35 made rotation direction hard to learn for the demo model)
+_SHADING = 0.6
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ def render(params: ClipParams, num_frames: int, height: int, width: int) -> np.n
     v = dx * np.sin(angle) + dy * np.cos(angle)
     p = params.shape_power
     norm = (np.abs(u) ** p + np.abs(v) ** p) ** (1 / p)
-    shade = 0.5 + 0.3 * np.cos(2 * np.pi * (norm / params.ring_period - phase)) + 0.35 * u / params.radius
+    shade = 0.5 + 0.3 * np.cos(2 * np.pi * (norm / params.ring_period - phase)) + _SHADING * u / params.radius
     alpha = np.clip(params.radius - norm + 0.5, 0.0, 1.0)[..., None]
     shade = np.clip(shade, 0.0, 1.0)[..., None]
     obj = colours[0] * shade + colours[1] * (1 - shade)
@@ -156,10 +162,6 @@ def render(params: ClipParams, num_frames: int, height: int, width: int) -> np.n
     return (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
-# Same frames, same bytes: x264's macroblock-tree rate control reads uninitialised memory
-# (measured: 112x112 clips encoded repeatedly gave up to 6 different files; none with
-# mbtree=0), and one thread keeps the output independent of the machine's core count.
-# veryfast: a third of the default preset's encoding time, for about the same file size.
 # (path relative to the output folder, class, seed of the video: (dataset seed, split index, video index))
 Job = Tuple[str, str, Tuple[int, int, int]]
 
