@@ -2,7 +2,7 @@
 
 Three comparisons, each timed in interleaved rounds (:mod:`cgnl_video.benchmarks.timing`)
 on the same videos and frame indices, in one process with one torch thread (the work of
-one DataLoader worker);
+one DataLoader worker), raw decord with the dataset's ``DATA.DECODING_THREADS`` threads;
 the config is the default one (T = 8 frames at stride 8, 224 train crops, 10 x 3 test views
 of 256) unless ``--set`` overrides it:
 
@@ -80,7 +80,7 @@ def raw_random_clips(paths: Sequence[str], cfg, size=(-1, -1)) -> Callable[[], N
 
     def call() -> None:
         for index, path in enumerate(paths):
-            reader = decord.VideoReader(path, width=size[0], height=size[1])
+            reader = decord.VideoReader(path, width=size[0], height=size[1], num_threads=cfg.DATA.DECODING_THREADS)
             generator = torch.Generator().manual_seed(item_seed(cfg.RNG_SEED, 0, index))
             clip = sampling.random_clip(len(reader), cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, generator)
             reader.get_batch(clip).asnumpy()
@@ -103,13 +103,14 @@ def _union(clips: List[List[int]]) -> List[int]:
 def multiview_candidates(paths: Sequence[str], cfg, dataset: VideoDataset) -> Candidates:
     def union_one_pass() -> None:
         for path in paths:
-            reader = decord.VideoReader(path)
+            reader = decord.VideoReader(path, num_threads=cfg.DATA.DECODING_THREADS)
             reader.get_batch(_union(_test_clips(len(reader), cfg))).asnumpy()
 
     def clips_one_by_one() -> None:
         for path in paths:
-            for clip in _test_clips(len(decord.VideoReader(path)), cfg):
-                decord.VideoReader(path).get_batch(clip).asnumpy()
+            threads = cfg.DATA.DECODING_THREADS
+            for clip in _test_clips(len(decord.VideoReader(path, num_threads=threads)), cfg):
+                decord.VideoReader(path, num_threads=threads).get_batch(clip).asnumpy()
 
     def dataset_decode() -> None:
         for record in dataset.records:
