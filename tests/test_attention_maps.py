@@ -56,18 +56,20 @@ def test_cgnl_maps_match_the_explicit_kernel_matrix(kernel, order, groups, use_s
     torch.testing.assert_close(maps.flatten(2).sum(-1), y, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("pool", [None, (1, 2, 2)])
 @pytest.mark.parametrize("kernel", ["embedded_gaussian", "dot"])
-def test_nl_maps_are_the_blocks_attention(kernel):
+def test_nl_maps_are_the_blocks_attention(kernel, pool):
     torch.manual_seed(0)
-    block = NonLocalBlock(8, 4, kernel=kernel).double()
+    block = NonLocalBlock(8, 4, kernel=kernel, pool_size=pool).double()
     for p in block.parameters():
         nn.init.normal_(p, std=0.5)
-    x = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64)
+    x = torch.randn(2, 8, 2, 4, 4, dtype=torch.float64)
     queries = torch.tensor([1, 5, 17])
-    maps = attention(block, x, queries)  # B x Q x T x H x W
+    maps = attention(block, x, queries)  # B x Q x T' x H' x W' (the key grid)
+    assert maps.shape == ((2, 3, 2, 2, 2) if pool else (2, 3, 2, 4, 4))
     if kernel == "embedded_gaussian":
         torch.testing.assert_close(maps.flatten(2).sum(-1), torch.ones(2, 3, dtype=torch.float64))
-    values = block.g(x).flatten(2)  # B x inner x N
+    values = block.g(block.pool(x) if pool else x).flatten(2)  # B x inner x N'
     y = torch.einsum("bqn,bin->biq", maps.flatten(2), values)
     torch.testing.assert_close(y, inner_output(block, x).flatten(2)[..., queries], rtol=1e-9, atol=1e-9)
 

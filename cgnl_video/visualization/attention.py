@@ -70,7 +70,7 @@ def nl_attention(block: NonLocalBlock, x: torch.Tensor, queries: torch.Tensor) -
     grid: pooled when the block subsamples).
     """
     theta = block.theta(x).flatten(2)[..., queries]  # B x inner x Q
-    keys_from = block.pool(x) if getattr(block, "pool", None) is not None else x
+    keys_from = block.pool(x) if block.pool is not None else x  # the block pools before phi / g
     phi = block.phi(keys_from)  # B x inner x T' x H' x W'
     logits = torch.einsum("biq,bin->bqn", theta, phi.flatten(2))
     if block.kernel == "embedded_gaussian":
