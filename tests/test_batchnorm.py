@@ -4,7 +4,8 @@ import pytest
 import torch
 from conftest import tiny_opts
 
-from cgnl_video.config import ConfigError, load_config
+from cgnl_video.errors import ConfigError
+from cgnl_video.config import load_config
 from cgnl_video.engine import train as train_module
 from cgnl_video.engine.batchnorm import convert_norm, update_precise_bn
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file

@@ -1,4 +1,4 @@
-"""``cgnl_video.engine.export`` and ``tools/export.py``: ONNX / TorchScript files that match eager PyTorch.
+"""``cgnl_video.inference.export`` and ``tools/export.py``: ONNX / TorchScript files that match eager PyTorch.
 
 Parity runs on real decoded clips (the tiny synthetic dataset's val items, normalised by
 ``InputNormalizer``) at batch 1, 2 and 3: the batch dimension of the files is dynamic.
@@ -16,7 +16,7 @@ import torch.nn as nn
 from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset
-from cgnl_video.engine import export
+from cgnl_video.inference import export
 from cgnl_video.engine.checkpoint import find_test_checkpoint, load_for_test
 from cgnl_video.engine.inputs import build_normalizer
 from cgnl_video.models import CGNLBlock, NonLocalBlock, build_model

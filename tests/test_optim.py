@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cgnl_video.config import ConfigError, load_config
+from cgnl_video.errors import ConfigError
+from cgnl_video.config import load_config
 from cgnl_video.engine.optim import build_optimizer, build_scheduler, lr_at_epoch
 from cgnl_video.models import NonLocalBlock, build_model
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_opts
 
 from cgnl_video import Recognizer
-from cgnl_video.config.loading import ConfigError
+from cgnl_video.errors import ConfigError
 from cgnl_video.datasets.decoders import DecodeError, open_video
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 from pytorchvideo.models.hub import i3d_r50
 
-from cgnl_video.config import ConfigError, load_config
+from cgnl_video.errors import ConfigError
+from cgnl_video.config import load_config
 from cgnl_video.models import CGNLBlock, NonLocalBlock, build_model
 from cgnl_video.models.complexity import block_table, count_gflops, count_params
 from cgnl_video.models.resnet3d import BLOCK_NAMES

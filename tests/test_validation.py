@@ -6,7 +6,8 @@ import pytest
 from conftest import tiny_opts
 from test_run_safety import unpicklable
 
-from cgnl_video.config import ConfigError, load_config
+from cgnl_video.errors import ConfigError
+from cgnl_video.config import load_config
 from cgnl_video.engine.preflight import validate_inputs
 
 

@@ -3,7 +3,7 @@
 
 ``--checkpoint`` defaults to ``TEST.CHECKPOINT_FILE_PATH``, else the newest checkpoint in
 ``OUTPUT_DIR``. The file maps float32 normalised clips ``B x 3 x T x H x W`` (any B) to
-``B x NUM_CLASSES`` logits; see ``cgnl_video/engine/export.py``.
+``B x NUM_CLASSES`` logits; see ``cgnl_video/inference/export.py``.
 """
 
 from cgnl_video.config.cli import config_from_args, default_parser, run_tool
@@ -16,7 +16,7 @@ def main():
     parser.add_argument("--checkpoint", help="weights to export (default: the newest of OUTPUT_DIR)")
     args = parser.parse_args()
     cfg = config_from_args(args)  # a bad setting stops here, before torch is imported
-    from cgnl_video.engine.export import export_from_config
+    from cgnl_video.inference.export import export_from_config
 
     checkpoint = export_from_config(cfg, args.fmt, args.out, args.checkpoint)
     print(f"wrote {args.out} ({args.fmt}) from {checkpoint}")

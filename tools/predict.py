@@ -103,7 +103,7 @@ def recognise(recognizer, path: str, args, writer) -> None:
     prediction = recognizer.predict(path, args.topk)
     report(path, prediction, args.json)
     if writer is not None:
-        from cgnl_video.engine.predict import prediction_lines
+        from cgnl_video.inference.labelled_video import prediction_lines
 
         for frame in recognizer.stream(path):
             writer.write_labelled(frame, prediction_lines(prediction))
@@ -113,7 +113,7 @@ def main():
     args = parse_args()
     # A bad setting stops here, before torch is imported.
     cfg = load_run_config(args.run, args.opts) if args.run else load_config(args.cfg_file, args.opts)
-    from cgnl_video.engine.predict import LabelledVideoWriter
+    from cgnl_video.inference.labelled_video import LabelledVideoWriter
     from cgnl_video.inference.recognizer import Recognizer
 
     recognizer = Recognizer.from_cfg(cfg, args.checkpoint)

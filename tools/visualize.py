@@ -21,7 +21,7 @@ def main():
     args, opts = parser.parse_known_args()
     # A bad setting stops here, before torch is imported.
     cfg = load_run_config(args.run, opts) if args.run else load_config(args.cfg_file, opts)
-    from cgnl_video.engine.visualize import visualize_video
+    from cgnl_video.inference.visualize import visualize_video
     from cgnl_video.inference.recognizer import Recognizer
 
     recognizer = Recognizer.from_cfg(cfg, args.checkpoint)

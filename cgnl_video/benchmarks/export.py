@@ -3,7 +3,7 @@
 For each config (default: the demo config, one 8x96x96 view, and MiniKinetics
 ``I3D_8x8_R50_CGNL1``, one 8x256x256 view) the model is built (its initial weights:
 values do not change the work), exported to ONNX and TorchScript with
-``cgnl_video.engine.export``, and three candidates run one float32
+``cgnl_video.inference.export``, and three candidates run one float32
 ``B x 3 x T x H x W`` input side by side (interleaved, see ``cgnl_video.benchmarks.timing``):
 
 - ``eager``: the PyTorch model, eval mode, under ``torch.no_grad``;
@@ -37,7 +37,7 @@ from cgnl_video.benchmarks.timing import (
     paired_ratio,
 )
 from cgnl_video.config.loading import load_config
-from cgnl_video.engine.export import FORMATS, export_model, input_shape, load_exported, no_grad_runner
+from cgnl_video.inference.export import FORMATS, export_model, input_shape, load_exported, no_grad_runner
 from cgnl_video.models import build_model
 
 DEFAULT_CONFIGS = ("configs/demo/synthetic_cgnl.yaml", "configs/MiniKinetics/I3D_8x8_R50_CGNL1.yaml")

@@ -4,7 +4,8 @@ import argparse
 import sys
 from typing import Callable
 
-from cgnl_video.config.loading import ConfigError, load_config
+from cgnl_video.errors import ConfigError
+from cgnl_video.config.loading import load_config
 from cgnl_video.errors import UserError
 
 

@@ -13,22 +13,13 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from cgnl_video.config.defaults import get_cfg
-from cgnl_video.errors import UserError
+from cgnl_video.config.validation import validate_values
+from cgnl_video.errors import ConfigError
 
 
 BASE_KEY = "_BASE_"
 COMMAND_LINE = "command line"  # the origin of a KEY VALUE override
 
-
-class ConfigError(UserError, ValueError):
-    """A config file, override or value that cannot be used; the message names it.
-
-    ``key``: the config key at fault, when there is one (used to name its origin).
-    """
-
-    def __init__(self, message: str, key: Optional[str] = None):
-        super().__init__(message)
-        self.key = key
 
 
 def flatten(node, prefix: str = "") -> Dict[str, object]:
@@ -123,8 +114,6 @@ def load_config(path: Optional[str] = None, opts: Sequence[str] = (), validate: 
 
     With ``validate``, every value is checked (:func:`~cgnl_video.config.validation.validate_values`).
     """
-    from cgnl_video.config.validation import validate_values  # imports loading (ConfigError)
-
     cfg, origins = get_cfg(), {}
     if path:
         merge_file(cfg, path, origins)

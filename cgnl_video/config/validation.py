@@ -29,7 +29,7 @@ from cgnl_video.choices import (
     PRECISIONS,
     STAGE_DEPTHS,
 )
-from cgnl_video.config.loading import ConfigError
+from cgnl_video.errors import ConfigError
 
 DEFAULTS = "defaults"  # the origin of a key no file or override set
 

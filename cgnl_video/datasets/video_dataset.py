@@ -43,7 +43,7 @@ from fvcore.common.config import CfgNode
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from cgnl_video.config.loading import ConfigError
+from cgnl_video.errors import ConfigError
 from cgnl_video.datasets import sampling
 from cgnl_video.datasets.batching import GlobalBatchSampler, Key, ShardBatchSampler, item_seed
 from cgnl_video.datasets.decoders import DecodeError, Video, build_decoder

@@ -16,7 +16,7 @@ from fvcore.common.config import CfgNode
 from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 
 from cgnl_video.choices import NORM_TYPES
-from cgnl_video.config.loading import ConfigError
+from cgnl_video.errors import ConfigError
 from cgnl_video.engine import distributed as du
 from cgnl_video.engine.inputs import InputNormalizer
 from cgnl_video.engine.precision import autocast_context

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List
 
 from fvcore.common.config import CfgNode
 
-from cgnl_video.config.loading import ConfigError
+from cgnl_video.errors import ConfigError
 from cgnl_video.datasets.batching import micro_batch_size
 from cgnl_video.datasets.lists import CLASSES_FILE, ListFormatError, list_file, read_classes, read_video_list
 from cgnl_video.engine import checkpoint as ckpt

@@ -17,7 +17,6 @@ import os
 from typing import Dict, List
 
 import torch
-import torch.nn as nn
 from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
@@ -25,26 +24,15 @@ from cgnl_video.engine.preflight import check_num_classes, validate_inputs
 from cgnl_video.datasets import build_loader
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
-from cgnl_video.engine.inputs import InputNormalizer, build_normalizer
-from cgnl_video.engine.meters import ClassificationMeter, aggregate_views
-from cgnl_video.engine.precision import autocast_context
+from cgnl_video.engine.inputs import build_normalizer
+from cgnl_video.engine.meters import ClassificationMeter
 from cgnl_video.engine.reporting import plot_confusion_matrix
+from cgnl_video.engine.scoring import video_scores
 from cgnl_video.engine.setup import setup_run
 from cgnl_video.models import build_model
 from cgnl_video.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def video_scores(model: nn.Module, views: torch.Tensor, cfg: CfgNode, normalize: InputNormalizer) -> torch.Tensor:
-    """uint8 ``V x C x T x H x W`` views -> ``NUM_CLASSES`` aggregated softmax scores."""
-    chunks = []
-    for chunk in views.split(cfg.TEST.MAX_VIEWS_PER_BATCH):
-        with autocast_context(cfg, normalize.device):
-            logits = model(normalize(chunk))
-        chunks.append(logits.float().softmax(dim=1).cpu())
-    return aggregate_views(torch.cat(chunks), cfg.TEST.ENSEMBLE_METHOD)
 
 
 def predictions_csv(rows: List[Dict], class_names: List[str]) -> str:

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from cgnl_video.config.loading import ConfigError, load_config, load_run_config
+from cgnl_video.errors import ConfigError
+from cgnl_video.config.loading import load_config, load_run_config
 from cgnl_video.datasets.lists import CLASSES_FILE, VideoRecord, read_classes
 from cgnl_video.datasets.video_dataset import build_dataset
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine.inputs import build_normalizer
-from cgnl_video.engine.test import video_scores
+from cgnl_video.engine.scoring import video_scores
 from cgnl_video.decoding.readers import open_reader
 from cgnl_video.inference.frames import FramesVideo
 from cgnl_video.inference.timeline import FrameCallback, Window, timeline

@@ -6,7 +6,7 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode
 from pytorchvideo.models.weight_init import init_net_weights
 
-from cgnl_video.config.loading import ConfigError
+from cgnl_video.errors import ConfigError
 from cgnl_video.config.validation import check_model_config
 from cgnl_video.models.cgnl import CGNLBlock
 from cgnl_video.models.nonlocal_block import NonLocalBlock
