@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cgnl_video.data_prep import list_makers
-from cgnl_video.data_prep.list_makers import folder, minikinetics, ucf101
+from cgnl_video.data_prep.list_makers import folder, locations, minikinetics, ucf101
 from cgnl_video.data_prep.list_makers.common import (
     MISSING,
     UNANNOTATED,
@@ -187,6 +187,40 @@ def test_minikinetics_classes_layouts_and_reports(tmp_path):
     }
 
 
+def test_minikinetics_defaults_and_class_folders_label_the_train_ids(tmp_path):
+    """With only --video-root: the shipped id lists and val CSV; train ids take their class
+    folder's label (mmaction2's renamed folders match too); the val CSV wins over a folder."""
+    train_ids = minikinetics.read_ids(locations.MINIKINETICS_TRAIN_IDS)[:4]
+    val_labels = minikinetics.read_annotations([locations.KINETICS400_VAL_CSV])
+    val_id = next(ytid for ytid in minikinetics.read_ids(locations.MINIKINETICS_VAL_IDS) if ytid in val_labels)
+    root = tmp_path / "videos"
+    layout = {
+        f"train/passing_American_football_-in_game-/{train_ids[0]}_000001_000011.mp4": "in class folders",
+        f"train/abseiling/{train_ids[1]}_000000_000010.mp4": "",
+        f"train/not a class/{train_ids[2]}_000000_000010.mp4": "no such class",
+        f"{train_ids[3]}.mp4": "flat, unlabelled",
+        f"abseiling/{val_id}_000000_000010.mp4": "annotated: the CSV wins",
+    }
+    for path in layout:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).touch()
+    out = tmp_path / "out"
+    run_main(["minikinetics", "--video-root", str(root), "--out-dir", str(out)])
+    classes = read_classes(str(out / "classes.txt"))
+    assert (out / "classes.txt").read_bytes() == (REPO / "data_lists" / "minikinetics" / "classes.txt").read_bytes()
+    train = read_video_list(str(out / "train.csv"), num_classes=200)
+    assert [(r.path, classes[r.label]) for r in train] == [
+        (f"train/passing_American_football_-in_game-/{train_ids[0]}_000001_000011.mp4",
+         "passing American football (in game)"),
+        (f"train/abseiling/{train_ids[1]}_000000_000010.mp4", "abseiling"),
+    ]
+    val = read_video_list(str(out / "val.csv"), num_classes=200)
+    assert [(r.path, classes[r.label]) for r in val] == [(f"abseiling/{val_id}_000000_000010.mp4", val_labels[val_id])]
+    assert val_labels[val_id] != "abseiling"
+    counts = Counter((p["split"], p["kind"]) for p in read_report(out))
+    assert counts[("train", UNANNOTATED)] == 80000 - 2 and counts[("train", MISSING)] == 0
+
+
 def test_minikinetics_annotation_without_label_column_names_the_file(tmp_path):
     bad = tmp_path / "test.csv"
     bad.write_text("youtube_id,time_start,time_end,split\nabc,0,10,test\n")
@@ -275,7 +309,7 @@ def test_check_catches_a_video_that_opens_but_fails_mid_decode(tmp_path):
 def test_make_lists_tool_end_to_end(ucf_root, tmp_path):
     options = ["--splits-dir", str(UCF_SPLITS), "--video-root", str(ucf_root), "--split", "2"]
     result = run_tool(["ucf101", *options], cwd=tmp_path)
-    out = tmp_path / "data_lists" / "ucf101"  # the default output folder
+    out = tmp_path / "data_lists" / "ucf101" / "split2"  # the default output folder, under the cwd
     assert len(read_video_list(str(out / "train.csv"), num_classes=101)) == 9586
     assert len(read_video_list(str(out / "test.csv"), num_classes=101)) == 3734
     assert "UCF101 split 2: 101 classes" in result.stdout and "test : 3734 written" in result.stdout

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List
 from fvcore.common.config import CfgNode
 
 from cgnl_video.errors import ConfigError
+from cgnl_video.data_prep.list_makers.locations import make_lists_command
 from cgnl_video.datasets.batching import micro_batch_size
 from cgnl_video.datasets.lists import CLASSES_FILE, ListFormatError, list_file, read_classes, read_video_list
 from cgnl_video.engine import checkpoint as ckpt
@@ -93,10 +94,23 @@ def _check_loads(load: Callable[[str], Any], key: str, path: str) -> None:
         raise _input_error(path, key, path, str(err).removeprefix(f"{path}: ")) from None
 
 
+def _check_lists_made(cfg: CfgNode, tool: str) -> None:
+    """A ``data_lists/`` folder without the files ``tool`` reads: one line naming the
+    ``make_lists`` command that writes them."""
+    data_dir = cfg.DATA.PATH_TO_DATA_DIR
+    names = [os.path.basename(list_file(data_dir, split)) for split in _splits(cfg, tool)] + [CLASSES_FILE]
+    missing = [name for name in names if not os.path.isfile(os.path.join(data_dir, name))]
+    command = make_lists_command(data_dir, cfg.DATA.PATH_PREFIX) if missing else None
+    if command:
+        what = "folder absent" if not os.path.isdir(data_dir) else f"no {missing[0]}"
+        raise _input_error(data_dir, "DATA.PATH_TO_DATA_DIR", data_dir, f"lists not made ({what}); run: {command}")
+
+
 def validate_inputs(cfg: CfgNode, tool: str) -> None:
     """Checks what ``tool`` ("train" or "test") will read, before it writes anything: classes.txt
     against ``MODEL.NUM_CLASSES``, the list files (present, UTF-8, well formed, not empty),
     the training batch against the training set, the checkpoint files named by the config."""
+    _check_lists_made(cfg, tool)
     num_classes = len(check_num_classes(cfg))
     sizes: Dict[str, int] = {split: _list_size(cfg, split, num_classes) for split in _splits(cfg, tool)}
     if tool == "train":

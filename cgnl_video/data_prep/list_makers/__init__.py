@@ -1,8 +1,11 @@
 """List generators behind ``tools/make_lists.py {ucf101,minikinetics,folder}``.
 
 Each subcommand writes ``train.csv``, ``val.csv``, ``test.csv`` (``relative/path LABEL``
-lines), ``classes.txt`` and ``report.tsv`` (videos left out, and why) under
-``--out-dir`` (default ``data_lists/<dataset>/``).
+lines), ``classes.txt`` and ``report.tsv`` (videos left out, and why) under ``--out-dir``
+(default, relative to the working directory: ``data_lists/ucf101/split{N}``,
+``data_lists/minikinetics``, ``data_lists/folder``, the folders the configs read). UCF101 and
+Mini-Kinetics read the split and id files shipped in the repository's ``data_lists/`` by
+default, so ``--video-root`` is the one option they need (see ``data_lists/README.md``).
 """
 
 import argparse

@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from tqdm import tqdm
 
@@ -145,12 +145,14 @@ def summary(lists: DatasetLists, out_dir: str) -> str:
     return "\n".join(lines)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, dataset: str) -> None:
-    """The options every subcommand has."""
+def add_common_arguments(
+    parser: argparse.ArgumentParser, default_out_dir: Callable[[argparse.Namespace], str], shown: str
+) -> None:
+    """The options every subcommand has; ``default_out_dir(args)`` is the output folder
+    without ``--out-dir`` (relative to the working directory), ``shown`` how ``--help`` names it."""
     parser.add_argument("--video-root", required=True, help="folder the list paths are relative to")
-    parser.add_argument(
-        "--out-dir", default=os.path.join("data_lists", dataset), help="output folder (default: %(default)s)"
-    )
+    parser.add_argument("--out-dir", help=f"output folder (default: {shown}, relative to the working directory)")
+    parser.set_defaults(default_out_dir=default_out_dir)
     parser.add_argument(
         "--check", action="store_true", help="decode each video's first and last frame; report the failures"
     )
@@ -165,6 +167,7 @@ def finish(args: argparse.Namespace) -> DatasetLists:
     lists = args.make(args)
     if args.check:
         check_videos(lists, args.video_root, args.workers, args.decode_timeout)
-    write_outputs(lists, args.out_dir, args.separator)
-    print(summary(lists, args.out_dir))
+    out_dir = args.out_dir or args.default_out_dir(args)
+    write_outputs(lists, out_dir, args.separator)
+    print(summary(lists, out_dir))
     return lists

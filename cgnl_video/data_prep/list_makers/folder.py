@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Dict, List
 
 from cgnl_video.data_prep.list_makers.common import DatasetLists, add_common_arguments, scan_videos
+from cgnl_video.data_prep.list_makers.locations import FOLDER_OUT_DIR
 
 
 def make_lists(
@@ -49,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help_text = f"share of each class for {split} (default: %(default)s)"
         parser.add_argument(f"--{split}-ratio", type=float, default=0.1, help=help_text)
     parser.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
-    add_common_arguments(parser, "folder")
+    add_common_arguments(parser, lambda args: FOLDER_OUT_DIR, FOLDER_OUT_DIR)
     parser.set_defaults(
         make=lambda args: make_lists(args.video_root, args.val_ratio, args.test_ratio, args.seed)
     )

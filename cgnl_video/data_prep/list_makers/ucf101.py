@@ -1,6 +1,8 @@
 """UCF101 lists from the official split files and a video tree.
 
-Inputs: ``classInd.txt`` (``1 ApplyEyeMakeup`` lines), ``trainlist0N.txt``
+``make_lists.py ucf101 --video-root ROOT [--split N]`` reads the official files shipped in
+``data_lists/ucf101/ucfTrainTestlist/`` and writes ``data_lists/ucf101/split{N}/``, the folder
+the UCF101 configs read. Inputs: ``classInd.txt`` (``1 ApplyEyeMakeup`` lines), ``trainlist0N.txt``
 (``Class/v_Class_g08_c01.avi 1``, 1-based label) and ``testlist0N.txt`` (no label: it
 comes from the class folder through ``classInd.txt``), for split N = 1, 2 or 3.
 
@@ -24,6 +26,7 @@ from cgnl_video.data_prep.list_makers.common import (
     add_common_arguments,
     scan_videos,
 )
+from cgnl_video.data_prep.list_makers.locations import UCF101_SPLITS_DIR, ucf101_out_dir
 from cgnl_video.datasets.lists import ListFormatError
 
 
@@ -106,8 +109,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--splits-dir", required=True, help="folder with classInd.txt, trainlist0N.txt, testlist0N.txt"
+        "--splits-dir", default=UCF101_SPLITS_DIR,
+        help="folder with classInd.txt, trainlist0N.txt, testlist0N.txt (default: the shipped "
+        "official files, data_lists/ucf101/ucfTrainTestlist)",
     )
     parser.add_argument("--split", type=int, choices=(1, 2, 3), default=1, help="official split (default: 1)")
-    add_common_arguments(parser, "ucf101")
+    add_common_arguments(parser, lambda args: ucf101_out_dir(args.split), ucf101_out_dir("{N}"))
     parser.set_defaults(make=lambda args: make_lists(args.splits_dir, args.video_root, args.split))
