@@ -297,6 +297,9 @@ def test_testing_needs_the_head_and_nonlocal_blobs_the_file_lacks_are_refused(tm
         ckpt.load_for_test(build_model(config("I3D_8x8_R50.yaml")), path)
     with pytest.raises(Caffe2Error, match=r"plain\.pkl: no blob nonlocal_conv4_4_theta_w"):
         ckpt.load_for_test(build_model(config("I3D_8x8_R50_NL1.yaml", "MODEL.NUM_CLASSES", 400)), path)
+    with pytest.raises(Caffe2Error, match=r"plain\.pkl: the model has weights no Caffe2 blob is named for "
+                                          r"\(CGNL blocks .*blocks\.4\.res_blocks\.5\."):
+        ckpt.load_for_test(build_model(config("I3D_8x8_R50_CGNL1.yaml", "MODEL.NUM_CLASSES", 400)), path)
 
 
 def test_nonlocal_blobs_with_no_place_in_the_model_are_refused(tmp_path):
