@@ -20,3 +20,5 @@ LR_POLICIES = ("cosine", "steps")
 PRECISIONS = ("none", "bf16", "fp16")
 # BN.NORM_TYPE.
 NORM_TYPES = ("batchnorm", "sync_batchnorm")
+# TRAIN.CHECKPOINT_TYPE (PySlowFast's values).
+CHECKPOINT_TYPES = ("pytorch", "caffe2")

@@ -136,6 +136,10 @@ _C.TRAIN.AUTO_RESUME = True
 # Initialise from this checkpoint: ours, or a pytorchvideo / PySlowFast .pyth ("model_state",
 # e.g. the Kinetics-400 I3D_8x8_R50.pyth); heads of another shape are skipped.
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# Format of the CHECKPOINT_FILE_PATH files: "pytorch" or "caffe2" (PySlowFast's key: the
+# non-local reference's / PySlowFast model zoo's .pkl, weights only); a .pkl holding a dict
+# with "blobs" is recognised as Caffe2 either way.
+_C.TRAIN.CHECKPOINT_TYPE = "pytorch"
 # With CHECKPOINT_FILE_PATH: True starts at epoch 0 with a new optimiser (fine-tuning);
 # False continues that run (its epoch, schedule position and optimiser state).
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = True

@@ -21,6 +21,7 @@ from fvcore.common.config import CfgNode
 
 from cgnl_video.choices import (
     CGNL_KERNELS,
+    CHECKPOINT_TYPES,
     DECODING_BACKENDS,
     ENSEMBLE_METHODS,
     LR_POLICIES,
@@ -84,6 +85,7 @@ VALUE_RULES: List[Rule] = [
     at_least("TRAIN.ACCUMULATION_STEPS", 1),
     at_least("TRAIN.EVAL_PERIOD", 0),
     at_least("TRAIN.CHECKPOINT_PERIOD", 1),
+    one_of("TRAIN.CHECKPOINT_TYPE", CHECKPOINT_TYPES),
     at_least("TRAIN.LOG_PERIOD", 1),
     at_least("TEST.BATCH_SIZE", 1),
     at_least("TEST.NUM_ENSEMBLE_VIEWS", 1),
@@ -170,8 +172,17 @@ def check_jitter_config(cfg: CfgNode) -> None:
 
 
 # Checks over several keys: each raises ConfigError(message naming the key, key=KEY).
+def check_checkpoint_type(cfg: CfgNode) -> None:
+    """A Caffe2 pickle holds weights only: no run to continue (``CHECKPOINT_EPOCH_RESET``)."""
+    if cfg.TRAIN.CHECKPOINT_TYPE == "caffe2" and not cfg.TRAIN.CHECKPOINT_EPOCH_RESET:
+        raise ConfigError("TRAIN.CHECKPOINT_EPOCH_RESET=False: expected True with "
+                          "TRAIN.CHECKPOINT_TYPE=caffe2 (a Caffe2 pickle holds weights only, no run "
+                          "to continue)", key="TRAIN.CHECKPOINT_EPOCH_RESET")
+
+
 CROSS_CHECKS: List[Callable[[CfgNode], None]] = [
     check_model_config, check_solver_config, check_precision_config, check_jitter_config,
+    check_checkpoint_type,
 ]
 
 

@@ -34,7 +34,10 @@ from fvcore.common.config import CfgNode
 from cgnl_video.config.loading import flatten
 from cgnl_video.errors import UserError
 from cgnl_video.models import load_inflated_weights
-from cgnl_video.models.pretrained import MODEL_KEYS, adapt_to_model, describe_load_error, model_entry, scratch_warning
+from cgnl_video.models.caffe2 import read_caffe2
+from cgnl_video.models.pretrained import (
+    MODEL_KEYS, adapt_to_model, describe_load_error, model_entry, scratch_warning, state_for_test,
+)
 from cgnl_video.utils.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -98,14 +101,19 @@ def atomic_save(obj: Dict, path: str) -> None:
     atomic_write_bytes(path, buffer.getbuffer())
 
 
-def load_file(path: str) -> Dict:
+def load_file(path: str, checkpoint_type: str = "pytorch") -> Dict:
     """Reads a checkpoint with ``weights_only=True`` and checks its checksum (files written
     before checksums, and other code bases' files, have none); a damaged file raises
     CheckpointError.
 
     The model's state dict is under ``model`` in the returned dict, also for
-    pytorchvideo / PySlowFast files (``model_state``).
+    pytorchvideo / PySlowFast files (``model_state``). A Caffe2 pickle (recognised, or
+    required by ``checkpoint_type`` ``caffe2``) gives its blobs there, mapped onto a model by
+    :func:`adapt_to_model` / :func:`state_for_test`.
     """
+    blobs = read_caffe2(path, required=checkpoint_type == "caffe2")
+    if blobs is not None:
+        return {"model": blobs}
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as err:
@@ -265,7 +273,7 @@ def initialise(state: TrainState, cfg: CfgNode, rank: int = 0) -> str:
             return f"resumed from {path} (epoch {state.epoch})"
     source = cfg.TRAIN.CHECKPOINT_FILE_PATH
     if source:
-        checkpoint = load_file(source)
+        checkpoint = load_file(source, cfg.TRAIN.CHECKPOINT_TYPE)
         if cfg.TRAIN.CHECKPOINT_EPOCH_RESET:
             load_matching_weights(state.model, adapt_to_model(state.model, checkpoint["model"], source), source)
             return f"initialised from the weights of {source} (epoch reset to 0)"
@@ -296,7 +304,7 @@ def load_for_test(model: nn.Module, path: str) -> Dict:
     """Loads every weight of ``path`` into ``model`` and returns the checkpoint; a shape mismatch
     names both shapes."""
     checkpoint = load_file(path)
-    state = checkpoint["model"]
+    state = state_for_test(model, checkpoint["model"], path)
     own = model.state_dict()
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:

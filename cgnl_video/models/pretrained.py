@@ -11,10 +11,12 @@ Sources a config names:
   Kinetics-400 ``I3D_8x8_R50.pyth``) or a plain state dict. A checkpoint of the plain
   backbone (no non-local blocks) loads into a model with non-local blocks: residual
   blocks are matched by their index among residual blocks, and the non-local blocks
-  keep their identity initialisation.
+  keep their identity initialisation. The non-local reference's and PySlowFast's Caffe2
+  pickles (``.pkl``, ``{"blobs": ...}``) are mapped by :mod:`cgnl_video.models.caffe2`.
 
-Every file is read with ``torch.load(weights_only=True)``; one that needs unsafe
-unpickling (Python objects other than tensors and plain values) is refused.
+Every file is read with ``torch.load(weights_only=True)``, or the Caffe2 reader's restricted
+unpickler; one that needs unsafe unpickling (Python objects other than tensors, arrays and
+plain values) is refused.
 """
 
 import logging
@@ -30,6 +32,7 @@ from fvcore.common.config import CfgNode
 from pytorchvideo.models.resnet import ResBlock
 
 from cgnl_video.errors import UserError
+from cgnl_video.models.caffe2 import Caffe2Blobs, caffe2_state_dict
 from cgnl_video.models.resnet3d import HEAD_PREFIX, STAGE_INDICES
 
 logger = logging.getLogger(__name__)
@@ -165,12 +168,15 @@ def _source_block_counts(state: StateDict) -> Dict[int, int]:
 def adapt_to_model(model: nn.Module, state: StateDict, source: str) -> StateDict:
     """``state`` in ``model``'s key layout, for :func:`cgnl_video.engine.checkpoint.load_matching_weights`.
 
+    Caffe2 blobs are mapped for fine-tuning (:func:`~cgnl_video.models.caffe2.caffe2_state_dict`).
     When ``state`` is a plain backbone (its stages hold exactly the model's residual
     blocks, no non-local ones) and ``model`` has non-local blocks, residual block ``i``
     of a stage is renamed to its position in the model, and the non-local blocks'
     entries are the model's own (identity initialisation, logged). Otherwise ``state``
     is returned unchanged.
     """
+    if isinstance(state, Caffe2Blobs):
+        return caffe2_state_dict(model, state, source, fine_tuning=True)
     positions = residual_positions(model)
     plain = {stage: len(p) for stage, p in positions.items()}
     has_nonlocal = any(len(model.blocks[s].res_blocks) != n for s, n in plain.items())
@@ -189,6 +195,14 @@ def adapt_to_model(model: nn.Module, state: StateDict, source: str) -> StateDict
     logger.info("%s: a backbone without non-local blocks; these keep their initialisation: %s",
                 source, _module_names(kept))
     return adapted
+
+
+def state_for_test(model: nn.Module, state, source: str) -> StateDict:
+    """``state`` for testing ``model``: Caffe2 blobs mapped strictly (every tensor from its
+    blob, the head included), any other state as it is."""
+    if isinstance(state, Caffe2Blobs):
+        return caffe2_state_dict(model, state, source, fine_tuning=False)
+    return state
 
 
 def _module_names(keys: List[str]) -> str:
