@@ -62,6 +62,10 @@ class Recognizer:
         cfg_file: YAML config (None: the defaults); ``overrides``: ``KEY VALUE`` pairs.
         checkpoint: weights to use (default: the newest checkpoint of ``OUTPUT_DIR``).
         device: where the model runs (default: the GPU when there is one).
+
+    Attributes: ``test_views`` (:class:`~cgnl_video.datasets.views.Views` of the test split),
+    ``decoder`` (opens files, under the watchdog: :func:`~cgnl_video.datasets.decoders.build_decoder`),
+    ``normalize``, ``model``, ``class_names``, ``cfg``, ``checkpoint``.
     """
 
     def __init__(self, cfg_file: Optional[str] = None, checkpoint: Optional[str] = None,
