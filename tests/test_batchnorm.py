@@ -9,7 +9,7 @@ from cgnl_video.config import load_config
 from cgnl_video.engine import train as train_module
 from cgnl_video.engine.batchnorm import convert_norm, update_precise_bn
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file
-from cgnl_video.engine.inputs import InputNormalizer
+from cgnl_video.engine.normalize import InputNormalizer
 from cgnl_video.models import build_model
 
 CPU = torch.device("cpu")

@@ -3,13 +3,15 @@
 import av
 import numpy as np
 import pytest
-import torch
 
-from cgnl_video.datasets.decoders import BACKENDS, DecodeError, decode_frames, num_frames, open_video, scaled_size
+from cgnl_video.datasets.decoders import (BACKENDS, DecodeError, VideoDecoder, decode_frames, num_frames, open_video,
+                                          scaled_size)
+from cgnl_video.decoding.frames import FramesVideo
+from cgnl_video.decoding.video import OpenVideo, iter_frames
 
 
-def mean_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    return (a.float() - b.float()).abs().mean().item()
+def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -17,9 +19,9 @@ def test_frames_come_back_in_the_requested_order(backend, make_video, frame_leve
     path = make_video(num_frames=40)
     indices = [30, 2, 2, 39, 17]  # unsorted, repeated
     frames = decode_frames(path, indices, backend)
-    assert frames.dtype == torch.uint8 and frames.shape == (5, 48, 64, 3)
-    levels = frames.float().mean(dim=(1, 2, 3))
-    assert torch.allclose(levels, torch.tensor([float(frame_level(i)) for i in indices]), atol=2)
+    assert frames.dtype == np.uint8 and frames.shape == (5, 48, 64, 3)
+    levels = frames.mean(axis=(1, 2, 3))
+    assert np.allclose(levels, [float(frame_level(i)) for i in indices], atol=2)
     assert num_frames(path, backend) == 40
 
 
@@ -49,8 +51,8 @@ def test_containers_without_a_frame_count_seek_and_agree(container_format, codec
         assert container.streams.video[0].frames == 0  # so PyAV counts packets
     for indices in ([35, 39], [21, 22, 29], [9, 30]):
         pyav_frames = decode_frames(path, indices, "pyav")
-        expected = torch.tensor([(20 + 5 * i) * (64 - 8 * (i % 8)) / 64 for i in indices])
-        assert torch.allclose(pyav_frames.float().mean(dim=(1, 2, 3)), expected, atol=3)
+        expected = [(20 + 5 * i) * (64 - 8 * (i % 8)) / 64 for i in indices]
+        assert np.allclose(pyav_frames.mean(axis=(1, 2, 3)), expected, atol=3)
         assert mean_abs_diff(decode_frames(path, indices, "decord"), pyav_frames) < 1
     assert num_frames(path, "pyav") == num_frames(path, "decord") == 40
 
@@ -128,3 +130,39 @@ def test_decord_returns_the_last_frame_of_an_avi_every_time(shared_video):
     expected = decode_frames(path, [100, 163], "pyav")
     for _ in range(20):
         assert mean_abs_diff(decode_frames(path, [100, 163], "decord"), expected) < 0.5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_open_video_is_one_protocol_with_the_same_frames(backend, make_video):
+    path = make_video(num_frames=20)
+    indices = [19, 3, 3, 0]
+    with open_video(path, backend) as direct, VideoDecoder(backend, timeout=30).open(path) as guarded:
+        memory = FramesVideo(direct.get(range(direct.num_frames)), direct.fps)
+        for video in (direct, guarded, memory):
+            assert isinstance(video, OpenVideo)
+            assert (video.num_frames, video.size, video.fps) == (20, (64, 48), 25)
+            assert np.array_equal(video.get(indices), direct.get(indices)), type(video).__name__
+    with pytest.raises(IndexError, match=r"\[0, 20\)"):
+        memory.get([-1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_streamed_chunks_are_the_frames_in_order(backend, tmp_path):
+    path = str(tmp_path / "gop10.mkv")
+    write_short_gop(path, "matroska", "libx264")  # keyframes every 10 frames
+    with open_video(path, backend) as video:
+        whole = video.get(range(video.num_frames))
+    for chunk_frames in (1, 7, 40):
+        with open_video(path, backend) as video:
+            streamed = np.stack(list(iter_frames(video, chunk_bytes=chunk_frames * 64 * 48 * 3)))
+        assert np.array_equal(streamed, whole), chunk_frames
+
+
+def test_pyav_reads_continue_forward_and_seek_otherwise(tmp_path):
+    path = str(tmp_path / "gop10.mkv")
+    write_short_gop(path, "matroska", "libx264")
+    # on from the last read, a little further, back, far ahead, across keyframes
+    reads = [[0, 1, 2], [3, 4], [8, 12], [5], [27, 26], [39], [38, 39]]
+    with open_video(path, "pyav") as video:
+        for indices in reads:
+            assert np.array_equal(video.get(indices), decode_frames(path, indices, "pyav")), indices

@@ -18,7 +18,7 @@ from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset
 from cgnl_video.inference import export
 from cgnl_video.engine.checkpoint import find_test_checkpoint, load_for_test
-from cgnl_video.engine.inputs import build_normalizer
+from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.models import CGNLBlock, NonLocalBlock, build_model
 
 from conftest import tiny_opts

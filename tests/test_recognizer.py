@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 from conftest import tiny_opts
 
@@ -50,23 +52,27 @@ def test_predictions_are_those_of_test_net(trained_run):
         assert sum(score for _, score in prediction) == pytest.approx(1.0, abs=1e-5)
 
 
+def first_test_video(data_dir) -> str:
+    return os.path.join(data_dir, open(os.path.join(data_dir, "test.csv")).readline().split()[0])
+
+
 def test_decoded_frames_give_the_same_prediction_as_the_file(trained_run, data_dir):
     recognizer = Recognizer.from_run(trained_run[0])
-    path = os.path.join(data_dir, open(os.path.join(data_dir, "test.csv")).readline().split()[0])
+    path = first_test_video(data_dir)
     with open_video(path) as video:
         frames, fps = video.get(range(video.num_frames)), video.fps
-    from_file, from_frames = recognizer.predict(path), recognizer.predict_clip(frames.numpy(), fps)
+    from_file, from_frames = recognizer.predict(path), recognizer.predict_clip(frames, fps)
     assert [n for n, _ in from_file] == [n for n, _ in from_frames]
     assert [s for _, s in from_file] == pytest.approx([s for _, s in from_frames], abs=1e-6)
     with pytest.raises(ValueError, match="uint8 N x H x W x 3"):
-        recognizer.predict_clip(frames.float())
+        recognizer.predict_clip(frames.astype(np.float32))
 
 
 def test_features_are_the_classifier_input(trained_run, data_dir):
     out, _ = trained_run
     one_view = ["TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1"]
     recognizer = Recognizer.from_run(out, overrides=one_view)
-    path = os.path.join(data_dir, open(os.path.join(data_dir, "test.csv")).readline().split()[0])
+    path = first_test_video(data_dir)
     features = recognizer.features(path)
     assert features.shape == (64,)  # res5 width of an R18 with stem width 8
     classifier = recognizer.model.blocks[-1].proj
@@ -104,3 +110,38 @@ def test_predict_tool_takes_folders_and_lists_and_reports_failures_per_video(tra
 def test_a_missing_video_raises_decode_error(trained_run):
     with pytest.raises(DecodeError, match="nothing.mp4"):
         Recognizer.from_run(trained_run[0]).predict("nothing.mp4")
+
+
+HANG_TIMEOUT = 2  # DATA.DECODE_TIMEOUT of the hanging-input tests, seconds
+
+
+def hanging_video(folder) -> str:
+    """A FIFO named like a video that nobody writes to: opening it blocks forever."""
+    path = os.path.join(str(folder), "hangs.mp4")
+    os.mkfifo(path)
+    return path
+
+
+def test_a_hanging_video_costs_the_recognizer_that_video_only(trained_run, data_dir, tmp_path):
+    recognizer = Recognizer.from_run(trained_run[0], overrides=["DATA.DECODE_TIMEOUT", str(HANG_TIMEOUT)])
+    fifo, good = hanging_video(tmp_path), first_test_video(data_dir)
+    timed_out = f"hangs.mp4: decoding timed out after {HANG_TIMEOUT} s"
+    for call in (recognizer.predict, recognizer.fps, lambda path: list(recognizer.stream(path)),
+                 lambda path: recognizer.timeline(path, window=1.0)):
+        start = time.monotonic()
+        with pytest.raises(DecodeError, match=timed_out):
+            call(fifo)
+        assert time.monotonic() - start < HANG_TIMEOUT + 10  # the watchdog, not the file, ends it
+        assert call(good)  # the next video is decoded by a new child process
+    assert [n for n, _ in recognizer.predict(good)] == [n for n, _ in Recognizer.from_run(trained_run[0]).predict(good)]
+
+
+def test_predict_tool_reports_a_hanging_video_in_one_line_and_goes_on(trained_run, data_dir, tmp_path):
+    fifo, good = hanging_video(tmp_path), first_test_video(data_dir)
+    result = tool("predict.py", ["--run", trained_run[0], fifo, good, "--json",
+                                 "DATA.DECODE_TIMEOUT", str(HANG_TIMEOUT)])
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0] == {"video": fifo, "error": f"decoding timed out after {HANG_TIMEOUT} s"}
+    assert lines[1]["video"] == good and len(lines[1]["top"]) == 2
+    assert f"error: {fifo}: decoding timed out" in result.stderr and "Traceback" not in result.stderr

@@ -250,3 +250,17 @@ def test_target_fps_samples_the_same_time_span_at_any_frame_rate(make_data, tmp_
     cfg.DATA.TARGET_FPS = 0.0  # every SAMPLING_RATE decoded frames, whatever the rate
     same = [levels(item["video"], (0, 2, 3)) for item in serve_all(build_dataset(cfg, "val"))]
     assert torch.allclose(same[0], same[1], atol=3)
+
+
+def test_the_quarantine_reaches_the_workers_of_the_next_epoch(make_data, videos):
+    cfg = make_data({"train": [(path, i % 2) for i, path in enumerate(videos)]})
+    cfg.DATA_LOADER.NUM_WORKERS = 2
+    loader = build_loader(cfg, "train")
+    assert loader.persistent_workers is False, (
+        "dataset.quarantined reaches the workers only because they are forked again every epoch "
+        "(engine/quarantine.py): send it to persistent workers before enabling them")
+    set_loader_epoch(loader, 0)
+    assert sorted(i for batch in loader for i in batch["index"].tolist()) == [0, 1, 2, 3]
+    loader.dataset.quarantined = frozenset({0, 2})  # as engine/train.py does between epochs
+    set_loader_epoch(loader, 1)
+    assert {i for batch in loader for i in batch["index"].tolist()} <= {1, 3}

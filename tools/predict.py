@@ -22,10 +22,9 @@ import json
 import re
 import sys
 
-from cgnl_video.config.cli import run_tool
-from cgnl_video.config.loading import load_config, load_run_config
+from cgnl_video.config.cli import add_trained_model_args, run_tool, trained_model_config
 from cgnl_video.errors import UserError
-from cgnl_video.inference.inputs import expand_inputs
+from cgnl_video.inference.sources import expand_inputs
 from cgnl_video.utils.io import atomic_write_text
 
 CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
@@ -33,10 +32,7 @@ CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--cfg", dest="cfg_file", help="YAML config file")
-    source.add_argument("--run", help="a training run's OUTPUT_DIR (its config.yaml and newest checkpoint)")
-    parser.add_argument("--checkpoint", help="weights to use (default: the config's test checkpoint)")
+    add_trained_model_args(parser, required=True)
     parser.add_argument("--topk", type=int, default=5, help="classes per video (default: 5)")
     parser.add_argument("--json", action="store_true", help="one JSON line per video")
     parser.add_argument("--out-video", help="write the first video here with its predictions drawn")
@@ -112,7 +108,7 @@ def recognise(recognizer, path: str, args, writer) -> None:
 def main():
     args = parse_args()
     # A bad setting stops here, before torch is imported.
-    cfg = load_run_config(args.run, args.opts) if args.run else load_config(args.cfg_file, args.opts)
+    cfg = trained_model_config(args, args.opts)
     from cgnl_video.inference.labelled_video import LabelledVideoWriter
     from cgnl_video.inference.recognizer import Recognizer
 

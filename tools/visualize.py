@@ -5,22 +5,18 @@
 import argparse
 import os
 
-from cgnl_video.config.cli import run_tool
-from cgnl_video.config.loading import load_config, load_run_config
+from cgnl_video.config.cli import add_trained_model_args, run_tool, trained_model_config
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--cfg", dest="cfg_file", default=None, help="YAML config of the trained model")
-    source.add_argument("--run", help="a training run's OUTPUT_DIR (its config.yaml and newest checkpoint)")
-    parser.add_argument("--checkpoint", help="weights to use (default: the config's test checkpoint)")
+    add_trained_model_args(parser, required=False)
     parser.add_argument("video", help="video file")
     parser.add_argument("--out-dir", default=None, help="output folder (default: OUTPUT_DIR/attention_maps)")
     parser.add_argument("--queries", type=int, default=3, help="query positions per block (default: 3)")
     args, opts = parser.parse_known_args()
     # A bad setting stops here, before torch is imported.
-    cfg = load_run_config(args.run, opts) if args.run else load_config(args.cfg_file, opts)
+    cfg = trained_model_config(args, opts)
     from cgnl_video.inference.visualize import visualize_video
     from cgnl_video.inference.recognizer import Recognizer
 

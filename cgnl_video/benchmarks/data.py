@@ -114,7 +114,7 @@ def multiview_candidates(paths: Sequence[str], cfg, dataset: VideoDataset) -> Ca
 
     def dataset_decode() -> None:
         for record in dataset.records:
-            with dataset.opener(record.path, short_side=dataset.transform.short_side) as video:
+            with dataset.opener(record.path, short_side=dataset.views.short_side) as video:
                 video.get(_union(_test_clips(video.num_frames, cfg)))
 
     return {
@@ -123,7 +123,7 @@ def multiview_candidates(paths: Sequence[str], cfg, dataset: VideoDataset) -> Ca
         "dataset decode only (open + get of the union)": dataset_decode,
         "dataset test item (decode + K x S views)": every_item(dataset),
         "float32 zeros of a test item's size (float views would write this)": lambda: [
-            torch.zeros(dataset.failed_shape) for _ in paths
+            torch.zeros(dataset.views.failed_shape) for _ in paths
         ],
     }
 
@@ -145,7 +145,7 @@ def write_hd_video(path: str, num_frames: int) -> None:
 
 
 def hd_candidates(path: str, cfg, dataset: VideoDataset, full_size: VideoDataset) -> Candidates:
-    scaled = scaled_size(1920, 1080, dataset.transform.short_side)
+    scaled = scaled_size(1920, 1080, dataset.views.short_side)
     return {
         "raw decord get_batch, 1920x1080": raw_random_clips([path], cfg),
         f"raw decord get_batch, decoded to {scaled[0]}x{scaled[1]}": raw_random_clips([path], cfg, scaled),
@@ -254,7 +254,7 @@ def main(args: argparse.Namespace) -> None:
         full_size = build_dataset(cfg, "train", hd_set.records)
         full_size.opener = functools.partial(_full_size_open, decoder=build_decoder(cfg))
         hd = _measure("1080p", hd_candidates(hd_path, cfg, hd_set, full_size), args)
-    body = render(args, cfg, train, test, hd, datasets["test"].failed_shape, time.perf_counter() - start)
+    body = render(args, cfg, train, test, hd, datasets["test"].views.failed_shape, time.perf_counter() - start)
     print(body)
     if args.out is not None:
         update_section(args.out, "data-cpu", body)

@@ -1,12 +1,14 @@
-"""The command line shared by every tool: ``--cfg FILE [KEY VALUE ...]`` (PySlowFast style)."""
+"""The command line shared by every tool: ``--cfg FILE [KEY VALUE ...]`` (PySlowFast style), and
+``--cfg FILE | --run OUTPUT_DIR [--checkpoint FILE]`` for the tools that use a trained model."""
 
 import argparse
 import sys
-from typing import Callable
+from typing import Callable, Sequence
 
-from cgnl_video.errors import ConfigError
-from cgnl_video.config.loading import load_config
-from cgnl_video.errors import UserError
+from fvcore.common.config import CfgNode
+
+from cgnl_video.config.loading import load_config, load_run_config
+from cgnl_video.errors import ConfigError, UserError
 
 
 def default_parser(description: str) -> argparse.ArgumentParser:
@@ -23,6 +25,20 @@ def default_parser(description: str) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace):
     """Loads the config named by ``args`` (``--cfg`` and ``opts``)."""
     return load_config(args.cfg_file, args.opts)
+
+
+def add_trained_model_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    """Adds ``--cfg FILE`` or ``--run OUTPUT_DIR`` (one of them, or none unless ``required``)
+    and ``--checkpoint FILE``: the model of a config or of a training run, and its weights."""
+    source = parser.add_mutually_exclusive_group(required=required)
+    source.add_argument("--cfg", dest="cfg_file", default=None, help="YAML config of the trained model")
+    source.add_argument("--run", help="a training run's OUTPUT_DIR (its config.yaml and newest checkpoint)")
+    parser.add_argument("--checkpoint", help="weights to use (default: the config's test checkpoint)")
+
+
+def trained_model_config(args: argparse.Namespace, opts: Sequence[str]) -> CfgNode:
+    """The config of ``--run`` (its ``config.yaml``) or else of ``--cfg``, with ``opts`` merged."""
+    return load_run_config(args.run, opts) if args.run else load_config(args.cfg_file, opts)
 
 
 def run_tool(main: Callable[[], None]) -> None:

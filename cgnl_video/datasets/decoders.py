@@ -1,63 +1,44 @@
-"""Frames of a video file by index as torch tensors, decoded in this process or under a watchdog.
-
-    with open_video(path, backend="decord", short_side=320) as video:
-        frames = video.get(indices)   # uint8, len(indices) x H x W x 3 (RGB)
+"""How videos are opened for training, testing and inference: in this process, or under the
+watchdog of ``DATA.DECODE_TIMEOUT``.
 
     decoder = build_decoder(cfg)      # DATA.DECODING_BACKEND, DECODE_TIMEOUT, DECODING_THREADS
-    with decoder.open(path, short_side=320) as video:
-        video.num_frames, video.size, video.fps, video.get(indices)
+    with decoder.open(path, short_side=320) as video:   # an OpenVideo
+        video.num_frames, video.size, video.fps, video.get(indices)   # uint8 N x H x W x 3
 
-Frame ``i`` is the ``i``-th displayed frame whatever the backend and the file (edit lists,
-variable frame rates, lying headers, rotation); see :mod:`cgnl_video.decoding.readers`.
-With ``DATA.DECODE_TIMEOUT > 0`` the decoding runs in a child process that a hang or a
-crash cannot take down with the caller (:mod:`cgnl_video.decoding.guard`). Every failure
-raises :class:`DecodeError` with the path and the reason.
+    with open_video(path, backend="decord", short_side=320) as video:  # in this process
+        frames = video.get(indices)
+
+Every video is an :class:`~cgnl_video.decoding.video.OpenVideo` (NumPy frames; the views
+make them tensors). Frame ``i`` is the ``i``-th displayed frame whatever the backend and
+the file (edit lists, variable frame rates, lying headers, rotation); see
+:mod:`cgnl_video.decoding.readers`. With ``DATA.DECODE_TIMEOUT > 0`` the decoding runs in a
+child process that a hang or a crash cannot take down with the caller
+(:mod:`cgnl_video.decoding.guard`): the Dataset, the Recognizer (predict, features, timeline,
+stream, fps) and the attention maps all open videos through :func:`build_decoder`. Every
+failure raises :class:`DecodeError` with the path and the reason.
 """
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
-import torch
+import numpy as np
 from fvcore.common.config import CfgNode
 
 from cgnl_video.decoding.errors import DecodeError
-from cgnl_video.decoding.guard import GuardedDecoder, RemoteReader
-from cgnl_video.decoding.readers import BACKENDS, Reader, open_reader, scaled_size
+from cgnl_video.decoding.guard import GuardedDecoder
+from cgnl_video.decoding.readers import BACKENDS, open_reader, scaled_size
+from cgnl_video.decoding.video import OpenVideo
 
-__all__ = ["BACKENDS", "DecodeError", "Video", "VideoDecoder", "build_decoder", "decode_frames", "num_frames",
+__all__ = ["BACKENDS", "DecodeError", "OpenVideo", "VideoDecoder", "build_decoder", "decode_frames", "num_frames",
            "open_video", "scaled_size"]
 
 
-class Video:
-    """An open video: ``num_frames``, ``size`` (width, height of returned frames), ``fps``
-    (displayed frames per second), ``backend`` (the library decoding it), ``get``."""
-
-    def __init__(self, reader: Union[Reader, RemoteReader]):
-        self._reader = reader
-        self.path, self.num_frames, self.size = reader.path, reader.num_frames, reader.size
-        self.fps, self.backend = reader.fps, reader.backend
-
-    def get(self, indices: Sequence[int]) -> torch.Tensor:
-        """Frames at ``indices`` (each in ``[0, num_frames)``): uint8 ``N x H x W x 3``."""
-        return torch.from_numpy(self._reader.get(indices))
-
-    def close(self) -> None:
-        """Releases the file."""
-        self._reader.close()
-
-    def __enter__(self) -> "Video":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def open_video(path: str, backend: str = "decord", short_side: Optional[int] = None, threads: int = 1) -> Video:
+def open_video(path: str, backend: str = "decord", short_side: Optional[int] = None, threads: int = 1) -> OpenVideo:
     """Opens ``path`` in this process with ``backend`` ("decord" or "pyav"); use as a context manager.
 
     ``short_side``: frames of a video whose short side is larger come back scaled to it.
     Raises :class:`DecodeError` if the file is missing, unreadable or has no frames.
     """
-    return Video(open_reader(path, backend, short_side, threads))
+    return open_reader(path, backend, short_side, threads)
 
 
 class VideoDecoder:
@@ -68,11 +49,11 @@ class VideoDecoder:
         self.backend, self.threads = backend, threads
         self.guard = GuardedDecoder(backend, timeout, threads) if timeout > 0 else None
 
-    def open(self, path: str, short_side: Optional[int] = None) -> Video:
+    def open(self, path: str, short_side: Optional[int] = None) -> OpenVideo:
         """The video at ``path`` (see :func:`open_video`); also DecodeError on a hang or a crash."""
         if self.guard is None:
             return open_video(path, self.backend, short_side, self.threads)
-        return Video(self.guard.open(path, short_side))
+        return self.guard.open(path, short_side)
 
 
 def build_decoder(cfg: CfgNode) -> VideoDecoder:
@@ -82,7 +63,7 @@ def build_decoder(cfg: CfgNode) -> VideoDecoder:
 
 def decode_frames(
     path: str, indices: Sequence[int], backend: str = "decord", short_side: Optional[int] = None
-) -> torch.Tensor:
+) -> np.ndarray:
     """Frames at ``indices`` of the video at ``path``: uint8 ``N x H x W x 3`` (see :func:`open_video`)."""
     with open_video(path, backend, short_side) as video:
         return video.get(indices)

@@ -3,7 +3,7 @@
 Both transforms take the decoded frames of an item, uint8 ``N x H x W x 3`` (RGB), and
 ``clips``, a ``K x T`` integer tensor of positions into those frames (one row per clip),
 and return **uint8** views ``V x C x T x h x w``. Views stay uint8 until the device, where
-:class:`cgnl_video.engine.inputs.InputNormalizer` makes them float and normalises them
+:class:`cgnl_video.engine.normalize.InputNormalizer` makes them float and normalises them
 (``(x / 255 - MEAN) / STD``) in one place for training, testing and prediction:
 
 - :class:`TrainTransform`: per clip, short side resized to a random size in

@@ -10,8 +10,9 @@ are dicts:
 - ``video``: **uint8** ``C x T x H x W`` (train: random clip, scale jitter, crop, flip; val:
   the centre clip, centre crop) or, for test, ``V x C x T x H x W`` with ``V = K x S``
   (``K = TEST.NUM_ENSEMBLE_VIEWS`` clips, ``S = TEST.NUM_SPATIAL_CROPS`` crops, or 1 with
-  ``TEST.FULLY_CONVOLUTIONAL``), clip-major: view ``v`` is clip ``v // S``, crop ``v % S``.
-  The device makes them float (:mod:`cgnl_video.engine.inputs`).
+  ``TEST.FULLY_CONVOLUTIONAL``), clip-major: view ``v`` is clip ``v // S``, crop ``v % S``:
+  the views of :mod:`cgnl_video.datasets.views`, made from the video opened once.
+  The device makes them float (:mod:`cgnl_video.engine.normalize`).
 - ``label`` (int) and ``index`` (int, the video's 0-based line in the list).
 
 Every random choice of a training item (clip start, scale, crop, flip, replacement) comes
@@ -35,26 +36,21 @@ of :mod:`cgnl_video.datasets.batching`.
 
 import logging
 import os
-from typing import AbstractSet, Callable, List, Optional, Sequence, Tuple
+from typing import AbstractSet, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from cgnl_video.errors import ConfigError
-from cgnl_video.datasets import sampling
 from cgnl_video.datasets.batching import GlobalBatchSampler, Key, ShardBatchSampler, item_seed
-from cgnl_video.datasets.decoders import DecodeError, Video, build_decoder
+from cgnl_video.datasets.decoders import DecodeError, build_decoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
-from cgnl_video.datasets.transforms import build_transform
+from cgnl_video.datasets.views import VideoOpener, Views, build_views
 from cgnl_video.errors import UserError
 
 logger = logging.getLogger(__name__)
-
-# Opens a video for the dataset: (path, short_side=None or int) -> an open Video (context manager).
-VideoOpener = Callable[[str, Optional[int]], Video]
 
 
 class VideoLoadError(UserError, RuntimeError):
@@ -66,50 +62,26 @@ class VideoDataset(Dataset):
 
     Args:
         records: the list's videos.
-        transform: ``TrainTransform`` or ``MultiViewTransform`` (``datasets/transforms.py``).
+        views: what an item shows of its video (``datasets/views.py``: train, val or test views).
         opener: opens a video file, e.g. ``VideoDecoder(...).open`` (``datasets/decoders.py``:
             decoding guarded by a watchdog child process, or in-process).
-        num_frames, sampling_rate: T frames every ``sampling_rate`` frames (of a
-            ``target_fps`` video when ``target_fps > 0``, see ``sampling.frame_stride``).
-        num_clips: K clips per item (uniformly spread) unless ``train``.
-        train: one random clip per item, bad videos replaced (else uniform clips, reported).
         multi_view: items keep the view dimension (``V x C x T x H x W``; testing).
         max_retries: replacements per training item before :class:`VideoLoadError`.
         seed: the run's seed (items' randomness is seeded from (seed, epoch, index)).
     """
 
-    def __init__(self, records: Sequence[VideoRecord], transform, opener: VideoOpener, *, num_frames: int,
-                 sampling_rate: int, target_fps: float = 0.0, num_clips: int = 1, train: bool = False,
+    def __init__(self, records: Sequence[VideoRecord], views: Views, opener: VideoOpener, *,
                  multi_view: bool = False, max_retries: int = 10, seed: int = 0):
-        self.records, self.transform, self.opener = list(records), transform, opener
-        self.num_frames, self.sampling_rate, self.target_fps = num_frames, sampling_rate, target_fps
-        self.num_clips, self.train, self.multi_view = num_clips, train, multi_view
+        self.records, self.views, self.opener = list(records), views, opener
+        self.train, self.multi_view = views.train, multi_view
         self.max_retries, self.seed = max_retries, seed
         # Indices of videos found undecodable in earlier epochs: replaced without decoding.
+        # Set in the main process before each epoch; workers see it because the DataLoader
+        # forks them again every epoch (see build_loader and engine/quarantine.py).
         self.quarantined: AbstractSet[int] = frozenset()
 
     def __len__(self) -> int:
         return len(self.records)
-
-    def _clips(self, video: Video, generator: torch.Generator) -> List[List[int]]:
-        stride = sampling.frame_stride(self.sampling_rate, video.fps, self.target_fps)
-        if self.train:
-            return [sampling.random_clip(video.num_frames, self.num_frames, stride, generator)]
-        return sampling.uniform_clips(video.num_frames, self.num_frames, stride, self.num_clips)
-
-    def views(self, record: VideoRecord, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """All views of ``record``'s video: uint8 ``V x C x T x H x W``; raises DecodeError."""
-        with self.opener(record.path, short_side=self.transform.short_side) as video:
-            return self.views_of(video, generator)
-
-    def views_of(self, video: Video, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """All views of an open ``video`` (anything with ``num_frames``, ``fps`` and ``get``):
-        the union of its clips' frames is read once; uint8 ``V x C x T x H x W``."""
-        generator = generator or torch.Generator().manual_seed(self.seed)
-        clips = np.asarray(self._clips(video, generator))
-        union, positions = np.unique(clips, return_inverse=True)
-        frames = video.get(union)
-        return self.transform(frames, torch.from_numpy(positions.reshape(clips.shape)), generator)
 
     def __getitem__(self, key: Key) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
@@ -125,7 +97,7 @@ class VideoDataset(Dataset):
         while len(failures) <= self.max_retries:
             record = self.records[index]
             try:
-                video = self.views(record, generator)[0]
+                video = self.views.read(self.opener, record.path, generator)[0]
             except DecodeError as err:
                 logger.warning("skipping undecodable video %s: %s", err.path, err.reason)
                 failures.append((err.path, err.reason))
@@ -150,19 +122,12 @@ class VideoDataset(Dataset):
 
     def _eval_item(self, record: VideoRecord) -> dict:
         try:
-            video, reason = self.views(record), ""
+            video, reason = self.views.read(self.opener, record.path), ""
         except DecodeError as err:
             logger.warning("video failed: %s: %s", err.path, err.reason)
-            video, reason = torch.zeros(self.failed_shape, dtype=torch.uint8), str(err)
+            video, reason = torch.zeros(self.views.failed_shape, dtype=torch.uint8), str(err)
         return {"video": video if self.multi_view else video[0], "label": record.label,
                 "index": record.index, "failed": bool(reason), "reason": reason}
-
-    @property
-    def failed_shape(self) -> tuple:
-        """Shape of an evaluation item's views, ``V x C x T x H x W`` (square views)."""
-        views = self.num_clips * self.transform.num_crops
-        size = self.transform.short_side
-        return (views, 3, self.num_frames, size, size)
 
 
 def collate(items: List[dict]) -> dict:
@@ -186,28 +151,16 @@ def read_records(cfg: CfgNode, split: str) -> List[VideoRecord]:
     return records
 
 
-def build_opener(cfg: CfgNode) -> VideoOpener:
-    """How the config's datasets open videos: ``DATA.DECODING_BACKEND`` under the watchdog of
-    ``DATA.DECODE_TIMEOUT``, ``DATA.DECODING_THREADS`` threads."""
-    return build_decoder(cfg).open
-
-
 def build_dataset(cfg: CfgNode, split: str, records: Optional[Sequence[VideoRecord]] = None) -> VideoDataset:
     """The ``split`` ("train", "val" or "test") dataset of ``cfg`` (``records``: instead of the list)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    data = cfg.DATA
     return VideoDataset(
         read_records(cfg, split) if records is None else records,
-        build_transform(cfg, split),
-        build_opener(cfg),
-        num_frames=data.NUM_FRAMES,
-        sampling_rate=data.SAMPLING_RATE,
-        target_fps=data.TARGET_FPS,
-        num_clips=cfg.TEST.NUM_ENSEMBLE_VIEWS if split == "test" else 1,
-        train=split == "train",
+        build_views(cfg, split),
+        build_decoder(cfg).open,
         multi_view=split == "test",
-        max_retries=data.MAX_DECODE_RETRIES,
+        max_retries=cfg.DATA.MAX_DECODE_RETRIES,
         seed=cfg.RNG_SEED,
     )
 
@@ -229,6 +182,11 @@ def build_loader(cfg: CfgNode, split: str) -> DataLoader:
     from one global order per (``RNG_SEED``, epoch); val and test: every item once over
     all processes, ``TEST.BATCH_SIZE / world_size`` per batch (at least 1; 1 for fully
     convolutional tests). Call :func:`set_loader_epoch` before each epoch.
+
+    Workers are not persistent (``persistent_workers=False``, on purpose): the DataLoader
+    forks them again at each epoch's ``iter(loader)``, and that copy of the dataset is how
+    the epoch's ``dataset.quarantined`` (set in the main process, ``engine/quarantine.py``)
+    reaches them. Persistent workers would keep the first epoch's empty quarantine.
     """
     dataset = build_dataset(cfg, split)
     distributed = dist.is_available() and dist.is_initialized()
@@ -243,6 +201,7 @@ def build_loader(cfg: CfgNode, split: str) -> DataLoader:
         num_workers=cfg.DATA_LOADER.NUM_WORKERS,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
         collate_fn=collate,
+        persistent_workers=False,  # the quarantine reaches the workers through their fork (above)
     )
 
 

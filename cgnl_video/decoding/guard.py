@@ -1,7 +1,7 @@
 """Decoding under a watchdog: a hang or a crash of the decoder costs one video, not the run.
 
     decoder = GuardedDecoder("decord", timeout=60)
-    with decoder.open(path, short_side=256) as video:   # a RemoteReader
+    with decoder.open(path, short_side=256) as video:   # a RemoteReader (an OpenVideo)
         frames = video.get(indices)                      # uint8 N x H x W x 3 (NumPy)
 
 The decoding runs in a child process (:mod:`cgnl_video.decoding.server`, started on first
@@ -28,6 +28,7 @@ import numpy as np
 from cgnl_video.decoding import wire
 from cgnl_video.decoding.errors import DecodeError
 from cgnl_video.decoding.readers import BACKENDS
+from cgnl_video.decoding.video import OpenVideo
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -118,8 +119,8 @@ class GuardedDecoder:
         self.close()
 
 
-class RemoteReader:
-    """A video open in the child: ``num_frames``, ``size`` (width, height), ``fps``, ``backend``, ``get``."""
+class RemoteReader(OpenVideo):
+    """A video open in the child (an :class:`~cgnl_video.decoding.video.OpenVideo`)."""
 
     def __init__(self, decoder: GuardedDecoder, handle: int, process: subprocess.Popen, path: str,
                  num_frames: int, size: Tuple[int, int], fps: float, backend: str):
@@ -134,9 +135,3 @@ class RemoteReader:
 
     def close(self) -> None:
         self._decoder._send_close(self._process, self._handle)
-
-    def __enter__(self) -> "RemoteReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

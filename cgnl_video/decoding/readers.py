@@ -1,4 +1,5 @@
-"""Frames of a video file by index, from decord or PyAV behind one interface (NumPy, no torch).
+"""Frames of a video file by index, from decord or PyAV behind one interface (NumPy, no torch):
+both readers are :class:`~cgnl_video.decoding.video.OpenVideo`.
 
     with open_reader(path, backend="decord", short_side=320) as reader:
         frames = reader.get(indices)   # uint8, len(indices) x H x W x 3 (RGB)
@@ -11,7 +12,9 @@ where the :mod:`~cgnl_video.decoding.probe` finds nothing it mishandles; otherwi
 
 Only the requested frames are decoded: decord's ``get_batch`` on the sorted unique
 indices; PyAV seeks to the keyframe before the first one and decodes forward, stopping
-after the last one. Indices may be unsorted and repeated; frames come back in their order.
+after the last one (a read starting just after the previous one continues decoding from
+there, so a video read in consecutive chunks is decoded once). Indices may be unsorted
+and repeated; frames come back in their order.
 Both backends return the same pixels (both convert with FFmpeg's swscale, bilinear).
 
 Frames of videos whose short side exceeds ``short_side`` are scaled by the decoder to that
@@ -20,6 +23,7 @@ short side, aspect ratio kept, so full-resolution frames are never copied out.
 Every failure to open or decode a file raises :class:`DecodeError` with the path and the reason.
 """
 
+import abc
 import bisect
 import itertools
 import os
@@ -32,6 +36,7 @@ import numpy as np
 from cgnl_video.choices import DECODING_BACKENDS
 from cgnl_video.decoding.errors import DecodeError, decode_errors
 from cgnl_video.decoding.probe import Probe, probe, video_stream
+from cgnl_video.decoding.video import OpenVideo
 
 BACKENDS = DECODING_BACKENDS
 
@@ -44,15 +49,8 @@ def scaled_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int
     return round(width * short_side / short), round(height * short_side / short)
 
 
-class Reader:
-    """An open video: ``num_frames``, ``size`` (width, height of returned frames), ``fps``
-    (displayed frames per second), ``backend`` (the library decoding it), ``get``."""
-
-    path: str
-    num_frames: int
-    size: Tuple[int, int]
-    fps: float
-    backend: str
+class Reader(OpenVideo):
+    """An open video whose :meth:`get` checks the indices and reads each frame once (``_read``)."""
 
     def get(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at ``indices`` (each in ``[0, num_frames)``): uint8 ``N x H x W x 3``."""
@@ -64,18 +62,9 @@ class Reader:
             frames = self._read(unique.tolist())
         return frames if np.array_equal(unique, wanted) else frames[inverse]
 
+    @abc.abstractmethod
     def _read(self, indices: List[int]) -> np.ndarray:
         """Frames at sorted unique ``indices``: uint8 ``N x H x W x 3``."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Releases the file."""
-
-    def __enter__(self) -> "Reader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class DecordReader(Reader):
@@ -108,8 +97,13 @@ class PyAVReader(Reader):
     Reading seeks to the timestamp of a frame and locates only the keyframe reached by
     the seek in that list; the frames decoded after it are counted (decoders output frames
     in display order and drop hidden ones, while some containers, e.g. AVI with packed
-    B-frames, attach reordered timestamps to them).
+    B-frames, attach reordered timestamps to them). The decoder stays where a read stopped:
+    a read that starts at most ``CONTINUE_WITHIN`` frames after it decodes on from there
+    instead of seeking back to a keyframe.
     """
+
+    # Frames worth decoding forward rather than seeking (a seek re-decodes up to a GOP).
+    CONTINUE_WITHIN = 16
 
     backend = "pyav"
 
@@ -124,6 +118,7 @@ class PyAVReader(Reader):
         packets = container.demux(self._stream)
         self._timestamps = sorted(p.pts for p in packets if p.pts is not None and not p.is_discard)
         self.num_frames = len(self._timestamps)
+        self._ahead: Optional[Tuple[int, Iterator[Tuple[int, av.VideoFrame]]]] = None  # (next index, frames)
 
     def _index(self, pts: int) -> int:
         """Index of the displayed frame nearest to ``pts``."""
@@ -133,6 +128,14 @@ class PyAVReader(Reader):
         return at
 
     def _frames_from(self, first: int) -> Iterator[Tuple[int, av.VideoFrame]]:
+        """(index, frame) pairs in display order, from at or before ``first``: where the last
+        read stopped if that is at most ``CONTINUE_WITHIN`` frames before, else from a seek."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and 0 <= first - ahead[0] <= self.CONTINUE_WITHIN:
+            return ahead[1]
+        return self._seek(first)
+
+    def _seek(self, first: int) -> Iterator[Tuple[int, av.VideoFrame]]:
         """(index, frame) pairs in display order, from a keyframe at or before ``first``.
 
         Containers index keyframes by decode time, so a seek can land on a keyframe shown
@@ -158,19 +161,14 @@ class PyAVReader(Reader):
         array = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
         return np.rot90(array, self._rotation // 90) if self._rotation else array
 
-    def stream(self) -> Iterator[np.ndarray]:
-        """Every displayed frame in order, each decoded once (uint8 ``H x W x 3``): a long video
-        read as a stream, in constant memory."""
-        with decode_errors(self.path):
-            for _, frame in self._frames_from(0):
-                yield self._to_array(frame)
-
     def _read(self, indices: List[int]) -> np.ndarray:
         wanted, found = set(indices), {}
-        for index, frame in self._frames_from(indices[0]):
+        frames = self._frames_from(indices[0])
+        for index, frame in frames:
             if index in wanted:
                 found[index] = self._to_array(frame)
             if index >= indices[-1]:
+                self._ahead = (index + 1, frames)
                 break
         missing = sorted(wanted - found.keys())
         if missing:

@@ -18,7 +18,7 @@ from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 from cgnl_video.choices import NORM_TYPES
 from cgnl_video.errors import ConfigError
 from cgnl_video.engine import distributed as du
-from cgnl_video.engine.inputs import InputNormalizer
+from cgnl_video.engine.normalize import InputNormalizer
 from cgnl_video.engine.precision import autocast_context
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def update_precise_bn(cfg: CfgNode, model: nn.Module, loader, normalize: InputNo
         model: the model (unwrapped: every process runs the same number of batches and the
             statistics are averaged here); left in train mode.
         loader: the training loader, batches with ``video`` = uint8 ``B x 3 x T x H x W``.
-        normalize: the device-side input step (``engine/inputs.py``).
+        normalize: the device-side input step (``engine/normalize.py``).
     """
     if not cfg.BN.USE_PRECISE_STATS:
         return

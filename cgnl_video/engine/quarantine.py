@@ -7,6 +7,17 @@ before ``e`` are quarantined: the dataset replaces them without decoding them ag
 resumed run reads the file, so it skips the same videos at the same epochs as an
 uninterrupted run. When more than ``DATA.MAX_BAD_FRACTION`` of the list has failed, training
 stops with :class:`TooManyBadVideos`.
+
+Where the state lives: the file (rank 0 writes it), a :class:`Quarantine` per process (every
+rank records the failures gathered from all ranks, so all agree), and, for the loading,
+``VideoDataset.quarantined``: a frozenset of dataset indices that ``engine/train.py`` sets
+on the main process's dataset before each epoch (``Quarantine.before(epoch)``). It reaches
+the DataLoader workers only because the DataLoader forks them again at each epoch's
+``iter(loader)``, each with a copy of the dataset as it is then. ``build_loader`` therefore
+keeps ``persistent_workers=False`` (no config key changes it; ``tests/test_video_dataset.py``
+fails if it does): persistent workers would keep the first epoch's empty set and decode the
+bad videos again every epoch. Whoever makes workers persistent must send the set to them
+(e.g. through the batch sampler's keys) first.
 """
 
 import csv

@@ -24,7 +24,7 @@ from cgnl_video.engine.preflight import check_num_classes, validate_inputs
 from cgnl_video.datasets import build_loader
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
-from cgnl_video.engine.inputs import build_normalizer
+from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.engine.meters import ClassificationMeter
 from cgnl_video.engine.reporting import plot_confusion_matrix
 from cgnl_video.engine.scoring import video_scores

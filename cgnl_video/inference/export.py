@@ -3,7 +3,7 @@
 The exported model takes what the model takes in PyTorch: the float32, normalised clip
 ``B x 3 x T x H x W`` (RGB, T = ``DATA.NUM_FRAMES``, H = W = ``DATA.TEST_CROP_SIZE``,
 values ``(uint8 / 255 - DATA.MEAN) / DATA.STD`` per channel, as
-:class:`cgnl_video.engine.inputs.InputNormalizer` computes them), and returns the
+:class:`cgnl_video.engine.normalize.InputNormalizer` computes them), and returns the
 ``B x NUM_CLASSES`` logits (no softmax). Only B may change; T, H and W are fixed.
 
 - ``onnx``: the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``,

@@ -1,14 +1,13 @@
 """Predictions drawn onto a video while it streams (as mmaction2's demo, without holding the
 video in memory); the predictions come from :class:`cgnl_video.inference.recognizer.Recognizer`."""
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from cgnl_video.datasets.video_io import VideoWriter
-
-Prediction = List[Tuple[str, float]]
+from cgnl_video.inference.prediction import Prediction
 
 
 def prediction_lines(prediction: Prediction, count: int = 3) -> List[str]:

@@ -8,14 +8,17 @@
     recognizer.predict_clip(frames)           # the same for decoded uint8 frames N x H x W x 3
     recognizer.features("video.mp4")          # pooled backbone features (D,), averaged over the views
 
-Views are the test config's K clips x S crops (``TEST.*``), decoded under the watchdog of
-``DATA.DECODE_TIMEOUT``; scores are the views' softmax scores combined by
-``TEST.ENSEMBLE_METHOD`` (``sum``: their mean, so they read as probabilities).
+Views are the test config's K clips x S crops (``TEST.*``, :mod:`cgnl_video.datasets.views`).
+Every file (predict, features, timeline, stream, fps) is decoded as in training, with
+``DATA.DECODING_BACKEND`` under the watchdog of ``DATA.DECODE_TIMEOUT``: a file that hangs or
+crashes the decoder raises ``DecodeError`` and the next file gets a new decoding process.
+Scores are the views' softmax scores combined by ``TEST.ENSEMBLE_METHOD`` (``sum``: their
+mean, so they read as probabilities).
 """
 
 import logging
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -23,19 +26,19 @@ from fvcore.common.config import CfgNode
 
 from cgnl_video.errors import ConfigError
 from cgnl_video.config.loading import load_config, load_run_config
-from cgnl_video.datasets.lists import CLASSES_FILE, VideoRecord, read_classes
-from cgnl_video.datasets.video_dataset import build_dataset
+from cgnl_video.datasets.decoders import build_decoder
+from cgnl_video.datasets.lists import CLASSES_FILE, read_classes
+from cgnl_video.datasets.views import build_views
+from cgnl_video.decoding.frames import FramesVideo
+from cgnl_video.decoding.video import iter_frames
 from cgnl_video.engine import checkpoint as ckpt
-from cgnl_video.engine.inputs import build_normalizer
+from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.engine.scoring import video_scores
-from cgnl_video.decoding.readers import open_reader
-from cgnl_video.inference.frames import FramesVideo
+from cgnl_video.inference.prediction import Prediction, top_classes
 from cgnl_video.inference.timeline import FrameCallback, Window, timeline
 from cgnl_video.models import build_model
 
 logger = logging.getLogger(__name__)
-
-Prediction = List[Tuple[str, float]]
 
 
 def _class_names(cfg: CfgNode, checkpoint: dict) -> List[str]:
@@ -59,6 +62,10 @@ class Recognizer:
         cfg_file: YAML config (None: the defaults); ``overrides``: ``KEY VALUE`` pairs.
         checkpoint: weights to use (default: the newest checkpoint of ``OUTPUT_DIR``).
         device: where the model runs (default: the GPU when there is one).
+
+    Attributes: ``test_views`` (:class:`~cgnl_video.datasets.views.Views` of the test split),
+    ``decoder`` (opens files, under the watchdog: :func:`~cgnl_video.datasets.decoders.build_decoder`),
+    ``normalize``, ``model``, ``class_names``, ``cfg``, ``checkpoint``.
     """
 
     def __init__(self, cfg_file: Optional[str] = None, checkpoint: Optional[str] = None,
@@ -82,7 +89,8 @@ class Recognizer:
         self.model.to(self.device).eval()
         self.class_names = _class_names(self.cfg, saved)
         self.normalize = build_normalizer(self.cfg, self.device)
-        self.dataset = build_dataset(self.cfg, "test", records=[])
+        self.test_views = build_views(self.cfg, "test")
+        self.decoder = build_decoder(self.cfg)  # under the watchdog of DATA.DECODE_TIMEOUT
 
     @classmethod
     def from_run(cls, output_dir: str, checkpoint: Optional[str] = None, overrides: Sequence[str] = (),
@@ -97,12 +105,11 @@ class Recognizer:
 
     def top(self, scores: torch.Tensor, topk: int = 5) -> Prediction:
         """``(class name, score)`` of the ``topk`` largest ``scores``."""
-        best = scores.topk(min(topk, len(scores)))
-        return [(self.class_names[i], float(s)) for i, s in zip(best.indices, best.values)]
+        return top_classes(scores, self.class_names, topk)
 
     def views(self, path: str) -> torch.Tensor:
         """The test views of the video at ``path`` (uint8 ``V x C x T x H x W``); DecodeError."""
-        return self.dataset.views(VideoRecord(path, 0, 0))
+        return self.test_views.read(self.decoder.open, path)
 
     def predict(self, path: str, topk: int = 5) -> Prediction:
         """Top-``topk`` ``(class, score)`` of the video at ``path``."""
@@ -110,7 +117,7 @@ class Recognizer:
 
     def predict_clip(self, frames: Union[np.ndarray, torch.Tensor], fps: float = 0.0, topk: int = 5) -> Prediction:
         """Top-``topk`` of decoded frames (uint8 ``N x H x W x 3``, RGB), viewed as a video."""
-        return self.top(self.scores(self.dataset.views_of(FramesVideo(frames, fps))), topk)
+        return self.top(self.scores(self.test_views(FramesVideo(frames, fps))), topk)
 
     def timeline(self, path: str, window: float = 2.0, stride: float = 1.0, smooth: int = 1, topk: int = 5,
                  on_frame: Optional[FrameCallback] = None) -> List[Window]:
@@ -120,13 +127,13 @@ class Recognizer:
 
     def fps(self, path: str) -> float:
         """Frames per second of the video at ``path`` (of its displayed frames)."""
-        with open_reader(path, "pyav", None, self.cfg.DATA.DECODING_THREADS) as reader:
-            return reader.fps
+        with self.decoder.open(path) as video:
+            return video.fps
 
     def stream(self, path: str) -> Iterator[np.ndarray]:
         """The video's frames at its own size, decoded once, in order (uint8 ``H x W x 3``)."""
-        with open_reader(path, "pyav", None, self.cfg.DATA.DECODING_THREADS) as reader:
-            yield from reader.stream()
+        with self.decoder.open(path) as video:
+            yield from iter_frames(video)
 
     @torch.no_grad()
     def features(self, path: str) -> torch.Tensor:

@@ -1,10 +1,10 @@
 """Recognition along a long video: sliding windows scored while the video streams by.
 
-The video is decoded once, in display order (PyAV, frames scaled to the test views' short
-side), into a buffer holding one window: ``window`` seconds, every ``stride`` seconds. Each
-full window is viewed as a video of its own (the test config's K clips x S crops) and scored;
-memory stays that of one window whatever the video's length. A video shorter than a window
-gives one window over all of it. ``smooth`` > 1 averages each window's scores with its
+The video is decoded once, in display order (by the Recognizer's decoder, under its
+watchdog, frames scaled to the test views' short side), into a buffer holding one window:
+``window`` seconds, every ``stride`` seconds. Each full window is viewed as a video of its
+own (the test config's K clips x S crops) and scored; memory stays that of one window
+whatever the video's length. A video shorter than a window gives one window over all of it. ``smooth`` > 1 averages each window's scores with its
 neighbours' (a centred moving average of that many windows) before the top-k.
 
 ``on_frame(frame, label)`` (optional) receives every frame once, in order, when it leaves
@@ -19,10 +19,10 @@ from typing import Callable, Deque, List, Optional, Tuple
 import numpy as np
 import torch
 
-from cgnl_video.decoding.readers import open_reader
-from cgnl_video.inference.frames import FramesVideo
+from cgnl_video.decoding.frames import FramesVideo
+from cgnl_video.decoding.video import iter_frames
+from cgnl_video.inference.prediction import Prediction
 
-Prediction = List[Tuple[str, float]]
 FrameCallback = Callable[[np.ndarray, str], None]
 
 
@@ -72,7 +72,7 @@ class _Stream:
 
     def _score(self) -> None:
         frames = np.stack([frame for _, frame in self.buffer])
-        scores = self.recognizer.scores(self.recognizer.dataset.views_of(FramesVideo(frames, self.fps)))
+        scores = self.recognizer.scores(self.recognizer.test_views(FramesVideo(frames, self.fps)))
         first, last = self.buffer[0][0], self.buffer[-1][0]
         self.scores.append(scores)
         self.spans.append((first / self.fps, (last + 1) / self.fps))
@@ -90,10 +90,9 @@ def timeline(recognizer, path: str, window: float = 2.0, stride: float = 1.0, sm
     """Scored sliding windows (seconds) of the video at ``path``; see the module docstring."""
     if window <= 0 or stride <= 0 or smooth < 1:
         raise ValueError(f"--window ({window}) and --stride ({stride}) must be > 0 and --smooth ({smooth}) >= 1")
-    cfg = recognizer.cfg
-    with open_reader(path, "pyav", recognizer.dataset.transform.short_side, cfg.DATA.DECODING_THREADS) as reader:
-        stream = _Stream(recognizer, reader.fps, window, stride, on_frame)
-        for index, frame in enumerate(reader.stream()):
+    with recognizer.decoder.open(path, short_side=recognizer.test_views.short_side) as video:
+        stream = _Stream(recognizer, video.fps, window, stride, on_frame)
+        for index, frame in enumerate(iter_frames(video)):
             stream.push(index, frame)
         stream.finish()
     scores = smooth_scores(torch.stack(stream.scores), smooth)

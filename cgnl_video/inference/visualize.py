@@ -11,8 +11,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from cgnl_video.datasets.lists import VideoRecord
-from cgnl_video.datasets.video_dataset import build_dataset
+from cgnl_video.datasets.views import build_views
 from cgnl_video.inference.recognizer import Recognizer
 from cgnl_video.visualization.attention import display
 from cgnl_video.visualization.maps import BlockMaps, block_maps
@@ -39,8 +38,7 @@ def _rows(frames: np.ndarray, maps: BlockMaps) -> Dict[str, np.ndarray]:
 def visualize_video(recognizer: Recognizer, video: str, out_dir: str, num_queries: int = 3) -> List[str]:
     """Writes the maps of every non-local block of ``recognizer``'s model on ``video`` (its centre
     clip and crop, the validation view); returns the paths written."""
-    dataset = build_dataset(recognizer.cfg, "val", [VideoRecord(video, 0, 0)])
-    views = dataset.views(dataset.records[0])  # uint8 1 x C x T x H x W
+    views = build_views(recognizer.cfg, "val").read(recognizer.decoder.open, video)  # uint8 1 x C x T x H x W
     frames = views[0].permute(1, 2, 3, 0).numpy()  # T x H x W x 3
     written = []
     for name, maps in block_maps(recognizer.model, recognizer.normalize(views), num_queries).items():

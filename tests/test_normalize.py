@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cgnl_video.config import get_cfg
-from cgnl_video.engine.inputs import InputNormalizer, build_normalizer
+from cgnl_video.engine.normalize import InputNormalizer, build_normalizer
 
 
 def test_normalizer_matches_the_formula_per_channel():
