@@ -6,8 +6,8 @@ arguments (defaults: PySlowFast ``I3D_8x8_R50`` = pytorchvideo ``i3d_r50``):
 =========  ==========================================  ==========================
 name       layers                                      output (R50, defaults)
 =========  ==========================================  ==========================
-stem       conv kt x 7 x 7 stride st x 2 x 2 (5, 1),   64 x T x H/4 x W/4
-           max-pool (1x3x3, stride 1x2x2, pad 0x1x1)
+stem       conv 5x7x7 stride 1x2x2, max-pool 1x3x3      64 x T x H/4 x W/4
+           stride 1x2x2 pad 0x1x1
 res2       residual blocks, conv_a 3x1x1               256 x T x H/4 x W/4
 pool1      max-pool, kernel = stride (2x1x1)           256 x T/2 x H/4 x W/4
 res3       conv_a 3x1x1 / 1x1x1 alternating, /2        512 x T/2 x H/8 x W/8
