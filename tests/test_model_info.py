@@ -52,3 +52,18 @@ def test_bad_config_stops_with_the_key_name(opts, key):
     result = run_tool("--cfg", CGNL1, *opts)
     assert result.returncode != 0
     assert key in result.stderr and "Traceback" not in result.stderr
+
+
+def test_summary_counts_the_32_frame_stem(tmp_path):
+    (tmp_path / "a_pyslowfast.yaml").write_text(
+        "RESNET:\n  DEPTH: 18\nDATA:\n  NUM_FRAMES: 32\n  TRAIN_CROP_SIZE: 64\n  TRAIN_JITTER_SCALES: [64, 80]\n")
+    (tmp_path / "b_reference.yaml").write_text(
+        "_BASE_: a_pyslowfast.yaml\nRESNET:\n  STEM_TEMPORAL_STRIDE: 2\n  STEM_POOL_KERNEL: [2, 3, 3]\n"
+        "  STEM_POOL_STRIDE: [2, 2, 2]\n  STEM_POOL_PADDING: [0, 0, 0]\n")
+    result = run_tool("--summary", str(tmp_path), "DATA.TEST_CROP_SIZE", "64")
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()[2:]
+    assert [r.split("|")[2] for r in rows][0] == [r.split("|")[2] for r in rows][1]  # same params
+    pyslowfast, reference = (float(r.split("|")[4]) for r in rows)
+    # res2 at T = 8 instead of 32, res3-res5 at 4 instead of 16: about a quarter of the flops
+    assert 0.2 < reference / pyslowfast < 0.35

@@ -1,5 +1,7 @@
 """Clip index sampling: train (random), val (centre), test (K uniform clips), short videos."""
 
+import math
+
 import pytest
 import torch
 
@@ -61,6 +63,32 @@ def test_short_video_clips_repeat_the_last_frame():
     assert random_clip(5, 4, 2, generator()) == [0, 2, 4, 4]
     assert uniform_clips(5, 4, 2, 3) == [[0, 2, 4, 4]] * 3
     assert random_clip(1, 3, 8, generator()) == [0, 0, 0]
+
+
+def pyslowfast_start(delta, clip_idx, num_clips, use_offset):
+    """The start of slowfast/datasets/decoder.py get_start_end_idx (its two test modes)."""
+    if not use_offset:
+        return delta * clip_idx / num_clips
+    if num_clips == 1:
+        return math.floor(delta / 2)
+    return clip_idx * math.floor(delta / (num_clips - 1))
+
+
+@pytest.mark.parametrize("num_clips", [1, 2, 3, 4, 10])
+def test_test_clip_starts_against_pyslowfast_modes(num_clips):
+    # As sampling.uniform_clips says: the offset mode's starts where K - 1 divides delta,
+    # less than K - 1 frames later otherwise; the default mode's only for the first clip.
+    for num_frames in (1, 30, 57, 64, 66, 250, 301):
+        for num_samples, stride in ((8, 8), (32, 2), (4, 1.5)):
+            delta = max(num_frames - clip_size(num_samples, stride), 0)
+            starts = [clip[0] for clip in uniform_clips(num_frames, num_samples, stride, num_clips)]
+            offset = [pyslowfast_start(delta, k, num_clips, True) for k in range(num_clips)]
+            if num_clips == 1 or delta % (num_clips - 1) == 0:
+                assert starts == offset
+            assert all(0 <= ours - theirs < max(num_clips - 1, 1) for ours, theirs in zip(starts, offset))
+            assert starts[0] == pyslowfast_start(delta, 0, num_clips, False) or num_clips == 1
+    if num_clips == 4:  # delta 10: the last clip ends the video, the offset mode's a frame short
+        assert uniform_clips(67, 8, 8, 4)[-1][0] == 10 != pyslowfast_start(10, 3, 4, True) == 9
 
 
 def test_centre_clip_follows_pyslowfast():

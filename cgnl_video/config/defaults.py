@@ -31,6 +31,23 @@ _C.RESNET.DEPTH = 50
 # for bottleneck nets, 64 -> 64 ... 512 for basic-block nets).
 _C.RESNET.WIDTH_PER_GROUP = 64
 
+# --- Stem and temporal pooling (issue 12). Defaults: PySlowFast I3D 8x8 (= pytorchvideo
+# i3d_r50). The non-local reference's 32-frame I3D (video-nonlocal-net resnet_video_org.py):
+# STEM_TEMPORAL_STRIDE 2, STEM_POOL_KERNEL [2, 3, 3], STEM_POOL_STRIDE [2, 2, 2],
+# STEM_POOL_PADDING [0, 0, 0], POOL1 [2, 1, 1] (configs/MiniKinetics/I3D_32x2_*). ---
+# Temporal kernel size of the stem convolution (k x 7 x 7, padded k // 2); odd.
+_C.RESNET.STEM_TEMPORAL_KERNEL = 5
+# Temporal stride of the stem convolution (its spatial stride is 2).
+_C.RESNET.STEM_TEMPORAL_STRIDE = 1
+# Stem max-pool kernel [T, H, W] (the reference's "pool1").
+_C.RESNET.STEM_POOL_KERNEL = [1, 3, 3]
+# Stem max-pool stride [T, H, W].
+_C.RESNET.STEM_POOL_STRIDE = [1, 2, 2]
+# Stem max-pool zero padding [T, H, W], each at most half the kernel.
+_C.RESNET.STEM_POOL_PADDING = [0, 1, 1]
+# Max-pool after res2, kernel = stride [T, H, W] (PySlowFast's _POOL1; the reference's "pool2").
+_C.RESNET.POOL1 = [2, 1, 1]
+
 # ---------------------------------------------------------------------------
 # Non-local blocks (NL or CGNL), inserted between residual blocks
 # ---------------------------------------------------------------------------

@@ -100,6 +100,47 @@ VALUE_RULES: List[Rule] = [
     at_least("RNG_SEED", 0),
 ]
 
+# --- The stem and temporal pooling keys (RESNET.STEM_*, RESNET.POOL1; issue 12). ---
+def _triple(key: str, low: int) -> Rule:
+    return length(key, 3, lambda item: isinstance(item, int) and item >= low, f"integers >= {low} [T, H, W]")
+
+
+VALUE_RULES.extend([
+    Rule("RESNET.STEM_TEMPORAL_KERNEL", lambda value: value >= 1 and value % 2 == 1, "an odd number >= 1"),
+    at_least("RESNET.STEM_TEMPORAL_STRIDE", 1),
+    _triple("RESNET.STEM_POOL_KERNEL", 1),
+    _triple("RESNET.STEM_POOL_STRIDE", 1),
+    _triple("RESNET.STEM_POOL_PADDING", 0),
+    _triple("RESNET.POOL1", 1),
+])
+
+
+def pooled_size(size: int, kernel: int, stride: int, padding: int = 0) -> int:
+    """Output length of a convolution / max-pool (floor mode); < 1 when the input is too short."""
+    return (size + 2 * padding - kernel) // stride + 1 if size + 2 * padding >= kernel else 0
+
+
+def temporal_sizes(resnet: CfgNode, num_frames: int) -> List[int]:
+    """T after the stem conv, the stem pool (= res2) and pool1 (= res3..res5) for a clip of
+    ``num_frames`` frames under the ``RESNET`` keys."""
+    kernel = resnet.STEM_TEMPORAL_KERNEL
+    conv = pooled_size(num_frames, kernel, resnet.STEM_TEMPORAL_STRIDE, kernel // 2)
+    pool = pooled_size(conv, resnet.STEM_POOL_KERNEL[0], resnet.STEM_POOL_STRIDE[0],
+                       resnet.STEM_POOL_PADDING[0])
+    return [conv, pool, pooled_size(pool, resnet.POOL1[0], resnet.POOL1[0])]
+
+
+def check_temporal_layout(cfg: CfgNode) -> None:
+    """The stem pool's padding fits its kernel, and a ``DATA.NUM_FRAMES`` clip keeps T >= 1."""
+    resnet = cfg.RESNET
+    _require(all(2 * p <= k for p, k in zip(resnet.STEM_POOL_PADDING, resnet.STEM_POOL_KERNEL)),
+             "RESNET.STEM_POOL_PADDING", resnet.STEM_POOL_PADDING,
+             f"at most half of RESNET.STEM_POOL_KERNEL={resnet.STEM_POOL_KERNEL}")
+    sizes = temporal_sizes(resnet, cfg.DATA.NUM_FRAMES)
+    _require(min(sizes) >= 1, "DATA.NUM_FRAMES", cfg.DATA.NUM_FRAMES,
+             f"enough frames for the stem and pools (T = {sizes} after the stem conv, stem pool, "
+             f"pool1 with the RESNET.STEM_* / RESNET.POOL1 keys)")
+
 
 def _require(ok: bool, key: str, value, expected: str) -> None:
     if not ok:
@@ -128,6 +169,7 @@ def check_model_config(cfg: CfgNode) -> None:
     _require(cfg.CGNL.KERNEL in CGNL_KERNELS, "CGNL.KERNEL", cfg.CGNL.KERNEL,
              f"one of {CGNL_KERNELS}")
     _require(cfg.CGNL.ORDER >= 0, "CGNL.ORDER", cfg.CGNL.ORDER, ">= 0")
+    check_temporal_layout(cfg)
 
 
 def check_solver_config(cfg: CfgNode) -> None:

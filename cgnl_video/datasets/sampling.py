@@ -11,7 +11,7 @@ clip whose tail repeats its last frame (never an error). ``tau = 0`` repeats one
 - training: one clip at a uniformly random start (:func:`random_clip`), drawn from the
   item's own generator (so the draw belongs to the item, not to a worker or a rank);
 - validation: the centre clip (``uniform_clips(..., num_clips=1)``);
-- testing: ``K`` clips spread uniformly over the video (:func:`uniform_clips`).
+- testing: ``K`` clips spread uniformly from the start to the end (:func:`uniform_clips`).
 """
 
 import math
@@ -55,14 +55,19 @@ def random_clip(num_frames: int, num_samples: int, stride: float, generator: tor
 
 
 def uniform_clips(num_frames: int, num_samples: int, stride: float, num_clips: int) -> List[List[int]]:
-    """``K = num_clips`` clips spread uniformly over the video (PySlowFast's test sampling).
+    """``K = num_clips`` clips spread uniformly over the video, from its start to its end.
 
     With ``delta = max(num_frames - clip_size, 0)``, clip ``k`` starts at frame
     ``floor(delta * k / (K - 1))`` for ``K > 1`` (the first clip at the start, the last at
-    the end) and at ``floor(delta / 2)`` for ``K = 1`` (the centre clip). pytorchvideo's
-    ``ConstantClipsPerVideoSampler`` starts clip ``k`` at ``delta * k / K`` instead, which
-    never reaches the end of the video nor centres a single clip, and is a stateful
-    iterator in seconds; this closed form is clearer than adapting it.
+    the end) and at ``floor(delta / 2)`` for ``K = 1`` (the centre clip). This is ours; of
+    PySlowFast's two modes (``slowfast/datasets/decoder.py`` ``get_start_end_idx``) it is
+    closest to the offset mode (``DATA.USE_OFFSET_SAMPLING``: ``k * floor(delta / (K - 1))``,
+    the same centre clip), which it equals when ``K - 1`` divides ``delta`` and otherwise
+    exceeds by less than ``K - 1`` frames, so that the last clip still ends the video.
+    PySlowFast's default mode (``delta * k / K``, as pytorchvideo's
+    ``ConstantClipsPerVideoSampler``) never reaches the end of the video nor centres a single
+    clip. A clip's frames are ``start + floor(j * tau)`` as in training (PySlowFast takes
+    ``linspace(start, start + T * tau - 1, T)``).
     Returns ``K`` lists of ``T`` indices, clip-major.
     """
     if num_clips < 1:

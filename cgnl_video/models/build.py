@@ -13,7 +13,6 @@ from cgnl_video.models.nonlocal_block import NonLocalBlock
 from cgnl_video.models.resnet3d import create_resnet3d
 
 
-
 def make_nonlocal_block(cfg: CfgNode, channels: int) -> nn.Module:
     """The non-local block of ``NONLOCAL.TYPE`` for a stage of ``channels``, inner C / 2."""
     if cfg.NONLOCAL.TYPE == "cgnl":
@@ -39,6 +38,12 @@ def build_model(cfg: CfgNode) -> nn.Module:
         dropout_rate=cfg.MODEL.DROPOUT_RATE,
         nonlocal_location=cfg.NONLOCAL.LOCATION,
         make_nonlocal=partial(make_nonlocal_block, cfg),
+        stem_temporal_kernel=cfg.RESNET.STEM_TEMPORAL_KERNEL,
+        stem_temporal_stride=cfg.RESNET.STEM_TEMPORAL_STRIDE,
+        stem_pool_kernel=cfg.RESNET.STEM_POOL_KERNEL,
+        stem_pool_stride=cfg.RESNET.STEM_POOL_STRIDE,
+        stem_pool_padding=cfg.RESNET.STEM_POOL_PADDING,
+        pool1=cfg.RESNET.POOL1,
     )
     # fvcore MSRA fill for convolutions, zero-gamma last BN per residual block.
     init_net_weights(model, init_std=cfg.MODEL.FC_INIT_STD, style="resnet")

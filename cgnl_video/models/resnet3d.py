@@ -1,25 +1,34 @@
 """Inflated 3D ResNet (I3D) 18/34/50/101 with non-local blocks, on pytorchvideo blocks.
 
-Layout (PySlowFast ``I3D_8x8_R50`` / pytorchvideo ``i3d_r50``), for an input
-``B x 3 x T x H x W``:
+Layout for an input ``B x 3 x T x H x W``; the stem and the two temporal poolings are
+arguments (defaults: PySlowFast ``I3D_8x8_R50`` = pytorchvideo ``i3d_r50``):
 
-=========  ==========================================  =====================
-name       layers                                      output (R50)
-=========  ==========================================  =====================
-stem       conv 5x7x7 stride 1x2x2, maxpool 1x3x3 /1x2x2  64 x T x H/4 x W/4
+=========  ==========================================  ==========================
+name       layers                                      output (R50, defaults)
+=========  ==========================================  ==========================
+stem       conv 5x7x7 stride 1x2x2, max-pool 1x3x3      64 x T x H/4 x W/4
+           stride 1x2x2 pad 0x1x1
 res2       residual blocks, conv_a 3x1x1               256 x T x H/4 x W/4
-pool1      maxpool 2x1x1 stride 2x1x1                  256 x T/2 x H/4 x W/4
+pool1      max-pool, kernel = stride (2x1x1)           256 x T/2 x H/4 x W/4
 res3       conv_a 3x1x1 / 1x1x1 alternating, /2        512 x T/2 x H/8 x W/8
 res4       conv_a 3x1x1 / 1x1x1 alternating, /2        1024 x T/2 x H/16 x W/16
 res5       conv_a 1x1x1 / 3x1x1 alternating, /2        2048 x T/2 x H/32 x W/32
 head       global average pool, dropout, linear        NUM_CLASSES
-=========  ==========================================  =====================
+=========  ==========================================  ==========================
+
+The non-local reference's 32-frame I3D (facebookresearch/video-nonlocal-net,
+``lib/models/resnet_video_org.py``) is ``stem_temporal_stride=2``, stem pool 2x3x3 stride
+2x2x2 without padding (its ``pool1``) and ``pool1=(2, 1, 1)`` (its ``pool2``): a 32-frame
+clip runs res2 at T = 8 and res3-res5 at T = 4. ``pool1`` is PySlowFast's name
+(``_POOL1`` in ``video_model_builder.py``) for the pool after res2.
 
 Basic-block nets (18/34) put the temporal kernel in their first 3x3 convolution
 (``k x 3 x 3``) and have a quarter of the widths. Non-local blocks (NL or CGNL)
 are inserted into a stage's ``res_blocks`` after the residual blocks listed in
-``NONLOCAL.LOCATION``. Without non-local blocks the R50 has exactly the module
-names and shapes of pytorchvideo's ``i3d_r50`` (with a global-average head).
+``NONLOCAL.LOCATION`` (0-based, as the reference's ``idx % nonlocal_mod``). Without
+non-local blocks and with the default layout the R50 has exactly the module names and
+shapes of pytorchvideo's ``i3d_r50`` (with a global-average head); the stem and pool
+arguments change no parameter shape but the stem kernel's temporal size.
 """
 
 from functools import partial
@@ -33,14 +42,14 @@ from pytorchvideo.models.stem import create_res_basic_stem
 
 from cgnl_video.choices import STAGE_DEPTHS
 
-# Residual blocks per stage (res2..res5).
+# A (T, H, W) size.
+Triple = Sequence[int]
 # Names of ``model.blocks`` in order.
 BLOCK_NAMES = ("stem", "res2", "pool1", "res3", "res4", "res5", "head")
 # Index in ``model.blocks`` of each residual stage res2..res5.
 STAGE_INDICES = (1, 3, 4, 5)
 # I3D temporal kernel sizes of each stage's conv_a, repeated over its blocks.
 I3D_TEMPORAL_KERNELS = ((3,), (3, 1), (3, 1), (1, 3))
-STEM_KERNEL = (5, 7, 7)
 # State-dict prefix of the classifier head (skipped when fine-tuning to other classes).
 HEAD_PREFIX = f"blocks.{BLOCK_NAMES.index('head')}."
 
@@ -119,6 +128,24 @@ def insert_after(stage: ResStage, location: Sequence[int], make_block: Callable)
     stage.res_blocks = nn.ModuleList(blocks)
 
 
+def create_stem(width: int, temporal_kernel: int, temporal_stride: int, pool_kernel: Triple,
+                pool_stride: Triple, pool_padding: Triple) -> nn.Module:
+    """Conv ``temporal_kernel x 7 x 7`` (stride ``temporal_stride x 2 x 2``, padded ``k // 2``),
+    BN, ReLU, max-pool: ``B x 3 x T x H x W`` -> ``B x width x T' x H' x W'``."""
+    kernel = (temporal_kernel, 7, 7)
+    return create_res_basic_stem(
+        in_channels=3,
+        out_channels=width,
+        conv_kernel_size=kernel,
+        conv_stride=(temporal_stride, 2, 2),
+        conv_padding=tuple(k // 2 for k in kernel),
+        pool=nn.MaxPool3d,
+        pool_kernel_size=tuple(pool_kernel),
+        pool_stride=tuple(pool_stride),
+        pool_padding=tuple(pool_padding),
+    )
+
+
 def create_resnet3d(
     depth: int,
     num_classes: int,
@@ -126,6 +153,12 @@ def create_resnet3d(
     dropout_rate: float = 0.5,
     nonlocal_location: Sequence[Sequence[int]] = ((), (), (), ()),
     make_nonlocal: Callable = None,
+    stem_temporal_kernel: int = 5,
+    stem_temporal_stride: int = 1,
+    stem_pool_kernel: Triple = (1, 3, 3),
+    stem_pool_stride: Triple = (1, 2, 2),
+    stem_pool_padding: Triple = (0, 1, 1),
+    pool1: Triple = (2, 1, 1),
 ) -> Net:
     """Builds the inflated 3D ResNet; see the module docstring for its layout.
 
@@ -137,24 +170,17 @@ def create_resnet3d(
         nonlocal_location: per stage res2..res5, residual block indices after
             which ``make_nonlocal(channels)`` is inserted.
         make_nonlocal: builds a non-local block for a stage of ``channels``.
+        stem_temporal_kernel, stem_temporal_stride: the stem convolution's temporal size
+            and stride.
+        stem_pool_kernel, stem_pool_stride, stem_pool_padding: the stem max-pool, (T, H, W).
+        pool1: kernel and stride (T, H, W) of the max-pool after res2.
     Returns:
         a pytorchvideo ``Net``: ``B x 3 x T x H x W`` -> ``B x num_classes``.
     """
     bottleneck = uses_bottleneck(depth)
     expansion = 4 if bottleneck else 1
-    blocks = [
-        create_res_basic_stem(
-            in_channels=3,
-            out_channels=stem_width,
-            conv_kernel_size=STEM_KERNEL,
-            conv_stride=(1, 2, 2),
-            conv_padding=tuple(k // 2 for k in STEM_KERNEL),
-            pool=nn.MaxPool3d,
-            pool_kernel_size=(1, 3, 3),
-            pool_stride=(1, 2, 2),
-            pool_padding=(0, 1, 1),
-        )
-    ]
+    blocks = [create_stem(stem_width, stem_temporal_kernel, stem_temporal_stride,
+                          stem_pool_kernel, stem_pool_stride, stem_pool_padding)]
     dim_in = stem_width
     for index, stage_depth in enumerate(STAGE_DEPTHS[depth]):
         dim_inner = stem_width * 2**index
@@ -167,7 +193,7 @@ def create_resnet3d(
             insert_after(stage, nonlocal_location[index], partial(make_nonlocal, dim_out))
         blocks.append(stage)
         if index == 0:
-            blocks.append(nn.MaxPool3d((2, 1, 1), stride=(2, 1, 1)))
+            blocks.append(nn.MaxPool3d(tuple(pool1), stride=tuple(pool1)))
         dim_in = dim_out
     blocks.append(
         create_res_basic_head(
