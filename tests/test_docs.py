@@ -10,16 +10,11 @@ import pathlib
 import re
 import urllib.parse
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_LINES = 160
 
-# Linked from the docs but written on other branches of issue 13: they must exist once merged.
-EXPECTED_AFTER_MERGE = ("docs/REPRODUCE.md", "data_lists/README.md")
-# docs/*.md the README need not link: README tables waiting to be merged into REPRODUCE.md.
-NOT_IN_README = {"MODEL_ZOO_FROM_README.md"}
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 INLINE_LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -84,32 +79,20 @@ def relative_links():
                 yield source, number, target
 
 
-def merged_later(source: pathlib.Path, target: str) -> bool:
-    path_part = urllib.parse.unquote(target).partition("#")[0]
-    resolved = (source.parent / path_part).resolve()
-    return any(resolved == ROOT / name for name in EXPECTED_AFTER_MERGE)
-
-
 def test_every_relative_link_resolves():
     problems = [
         f"{source.relative_to(ROOT)}:{number}: ({target}): {problem}"
         for source, number, target in relative_links()
-        if not merged_later(source, target)
         for problem in [link_problem(source, target)]
         if problem
     ]
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("name", EXPECTED_AFTER_MERGE)
-def test_files_of_other_branches_exist(name):
-    assert (ROOT / name).is_file(), f"{name} is linked from the docs but missing"
-
-
 def test_links_are_found():
     """The checker sees the links it should: the README links every document of docs/."""
     linked = {(ROOT / target).resolve() for _, target in links(ROOT / "README.md")}
-    missing = [doc.name for doc in DOCS[1:] if doc.name not in NOT_IN_README and doc.resolve() not in linked]
+    missing = [doc.name for doc in DOCS[1:] if doc.resolve() not in linked]
     assert not missing, f"README.md does not link {missing}"
 
 
