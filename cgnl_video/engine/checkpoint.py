@@ -155,15 +155,13 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def newest_loadable(output_dir: str, report: bool = True) -> Tuple[Optional[str], Optional[Dict]]:
-    """The newest checkpoint that loads, skipping (and, with ``report``, logging) damaged ones;
-    never deletes."""
+def newest_loadable(output_dir: str) -> Tuple[Optional[str], Optional[Dict]]:
+    """The newest checkpoint that loads, skipping (and logging) damaged ones; never deletes."""
     for path in reversed(list_checkpoints(output_dir)):
         try:
             return path, load_file(path)
         except CheckpointError as err:
-            if report:
-                logger.warning("skipping damaged checkpoint: %s", err)
+            logger.warning("skipping damaged checkpoint: %s", err)
     return None, None
 
 

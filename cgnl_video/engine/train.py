@@ -1,10 +1,11 @@
 """The training loop: epochs of SGD, periodic validation, checkpoints, logs and plots.
 
-Flow of one run (``tools/train_net.py``): read and check the inputs once (``engine/preflight.py``:
-``classes.txt`` against ``MODEL.NUM_CLASSES``, the lists, the checkpoint to start from), set up
-the process (torchrun, seeds, the run lock; the checkpoint to resume from loaded), save the
-merged config, build the model and its :class:`~cgnl_video.engine.checkpoint.TrainState`,
-resume or initialise it (``engine/checkpoint.py``), then per epoch: train, validate every ``TRAIN.EVAL_PERIOD``
+Flow of one run (``tools/train_net.py``): read and check the inputs once
+(``engine/preflight.py``: ``classes.txt`` against ``MODEL.NUM_CLASSES``, the lists, the
+checkpoint to start from), set up the process (torchrun, seeds, the run lock; the checkpoint
+to resume from loaded under it), save the merged config, build the model and its
+:class:`~cgnl_video.engine.checkpoint.TrainState`, resume or initialise it
+(``engine/checkpoint.py``), then per epoch: train, validate every ``TRAIN.EVAL_PERIOD``
 epochs (precise BatchNorm statistics first, and after the last epoch, with
 ``BN.USE_PRECISE_STATS``), checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs, append stats
 and redraw the curves.
