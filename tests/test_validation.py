@@ -136,7 +136,7 @@ def assert_one_line(result, cfg_file, message):
     ("CGNL: {GROUPS: 3}",
      "CGNL.GROUPS=3: expected a divisor of the inner width of every stage with a CGNL block (res3: 8, res4: 16)"),
     ("TRAIN: {BATCH_SIZE: 2, ACCUMULATION_STEPS: 4}",
-     "TRAIN.BATCH_SIZE=2: expected a multiple of TRAIN.ACCUMULATION_STEPS=4"),
+     "TRAIN.BATCH_SIZE=2: expected a multiple of TRAIN.ACCUMULATION_STEPS 4"),
     ("TRAIN: {MIXED_PRECISION: fp8}", "TRAIN.MIXED_PRECISION='fp8': expected one of ('none', 'bf16', 'fp16')"),
 ])
 def test_a_config_mistake_stops_training_in_one_line_naming_key_and_file(data_dir, tmp_path, setting, message):

@@ -177,7 +177,7 @@ def check_train_batch_config(cfg: CfgNode) -> None:
     (the split over processes, which depends on torchrun, is checked by the engine's preflight)."""
     batch, steps = cfg.TRAIN.BATCH_SIZE, cfg.TRAIN.ACCUMULATION_STEPS
     _require(batch % steps == 0, "TRAIN.BATCH_SIZE", batch,
-             f"a multiple of TRAIN.ACCUMULATION_STEPS={steps} (the global batch of one optimiser step)")
+             f"a multiple of TRAIN.ACCUMULATION_STEPS {steps} (the global batch of one optimiser step)")
 
 
 def check_bn_config(cfg: CfgNode) -> None:
