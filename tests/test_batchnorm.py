@@ -1,10 +1,9 @@
-"""BN options: precise BatchNorm statistics (fvcore) and the SyncBatchNorm config check."""
+"""BN options: precise BatchNorm statistics (fvcore) and SyncBatchNorm (the BN keys' checks:
+tests/test_validation.py)."""
 
-import pytest
 import torch
 from conftest import tiny_opts
 
-from cgnl_video.errors import ConfigError
 from cgnl_video.config import load_config
 from cgnl_video.engine import train as train_module
 from cgnl_video.engine.batchnorm import convert_norm, update_precise_bn
@@ -69,25 +68,14 @@ def test_the_train_loop_recomputes_the_statistics(data_dir, tmp_path, monkeypatc
     assert not torch.allclose(states["False"][key], states["True"][key])
 
 
-def test_sync_batchnorm_on_cpu_is_a_config_error():
+def test_sync_batchnorm_is_converted():
     cfg = load_config(None, TINY + ["BN.NORM_TYPE", "sync_batchnorm"])
-    with pytest.raises(ConfigError, match="BN.NORM_TYPE=sync_batchnorm: needs several GPU processes "
-                                          "under torchrun, but runs on CPU"):
-        convert_norm(cfg, build_model(cfg), CPU)
-
-
-@pytest.mark.parametrize("opts, message", [
-    (["BN.NORM_TYPE", "groupnorm"], "BN.NORM_TYPE='groupnorm'"),
-    (["BN.USE_PRECISE_STATS", "True", "BN.FREEZE", "True"], "BN.USE_PRECISE_STATS=True with BN.FREEZE"),
-    (["BN.USE_PRECISE_STATS", "True", "BN.NUM_BATCHES_PRECISE", "0"], "BN.NUM_BATCHES_PRECISE=0"),
-])
-def test_unusable_bn_settings_name_the_key(opts, message):
-    cfg = load_config(None, TINY + opts)
-    with pytest.raises(ConfigError, match=message):
-        convert_norm(cfg, build_model(cfg), CPU)
+    model = convert_norm(cfg, build_model(cfg))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
 
 
 def test_batchnorm_leaves_the_model_as_is():
     cfg = load_config(None, TINY)
     model = build_model(cfg)
-    assert convert_norm(cfg, model, CPU) is model
+    assert convert_norm(cfg, model) is model

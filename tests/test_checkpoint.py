@@ -13,6 +13,7 @@ import torch
 from cgnl_video.config import load_config
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.models import build_model
+from cgnl_video.models.resnet3d import HEAD_PREFIX, classifier
 
 SMALL = ["RESNET.DEPTH", "18", "RESNET.WIDTH_PER_GROUP", "8"]
 
@@ -127,8 +128,12 @@ def test_train_state_round_trips_with_one_rng_state_per_process(tmp_path):
     assert torch.equal(torch.rand(3), expected)  # rank 1 continues rank 1's generator, not rank 0's
 
 
-def test_the_classifier_is_found_without_knowing_the_backbone():
-    assert ckpt.classifier_prefix(small_model(5)) == "blocks.6.proj."
+def test_the_head_prefix_names_exactly_the_classifier():
+    model = small_model(5)
+    linears = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    assert classifier(model) is linears[-1] and classifier(model).out_features == 5
+    assert sorted(k for k in model.state_dict() if k.startswith(HEAD_PREFIX)) == \
+        ["blocks.6.proj.bias", "blocks.6.proj.weight"]
 
 
 def flip_tensor_bytes(path):

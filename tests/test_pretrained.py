@@ -90,7 +90,7 @@ def test_kinetics_i3d_pyth_loads_into_r50_with_a_cgnl_block(kinetics_i3d, caplog
                       ["TRAIN.AUTO_RESUME", "False", "TRAIN.CHECKPOINT_FILE_PATH", path])
     model = build_model(cfg)
     state = ckpt.TrainState(model, None, None, None)  # fine-tuning reads the weights only
-    assert ckpt.initialise(state, cfg).startswith("initialised from the weights") and state.epoch == 0
+    assert ckpt.initialise(state, cfg, ckpt.initial_point(cfg)).startswith("initialised from the weights") and state.epoch == 0
     own = model.state_dict()
     compared = 0
     for key, value in source.items():
@@ -119,7 +119,7 @@ def test_our_own_layout_is_not_renamed(kinetics_i3d, tmp_path):
     ckpt.atomic_save({"model": source.state_dict(), "epoch": 3}, str(path))
     target = build_model(cfg)
     cfg.merge_from_list(["TRAIN.AUTO_RESUME", "False", "TRAIN.CHECKPOINT_FILE_PATH", str(path)])
-    ckpt.initialise(ckpt.TrainState(target, None, None, None), cfg)
+    ckpt.initialise(ckpt.TrainState(target, None, None, None), cfg, ckpt.initial_point(cfg))
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
 

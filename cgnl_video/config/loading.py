@@ -13,7 +13,7 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from cgnl_video.config.defaults import get_cfg
-from cgnl_video.config.validation import validate_values
+from cgnl_video.config.validation import keep_origins, validate_values
 from cgnl_video.errors import ConfigError
 
 
@@ -120,5 +120,6 @@ def load_config(path: Optional[str] = None, opts: Sequence[str] = (), validate: 
     merge_overrides(cfg, list(opts), origins)
     if validate:
         validate_values(cfg, origins)
+    keep_origins(cfg, origins)
     cfg.freeze()
     return cfg

@@ -10,7 +10,9 @@ Two passes, both raising :class:`ConfigError` with ``FILE: KEY=value: expected .
   use the keys. This module imports no framework (the allowed values are in
   :mod:`cgnl_video.choices`), so that a bad setting answers in a fraction of a second.
 * :func:`cgnl_video.engine.preflight.validate_inputs` (run by the training and test engines
-  before anything is written): the files a run reads. ``FILE`` is the file at fault.
+  before anything is written): the files a run reads (``FILE`` is the file at fault), and the
+  rules that depend on the processes of the run (torchrun's world size, GPUs), named by
+  :func:`key_error` like the value checks.
 """
 
 import re
@@ -27,12 +29,15 @@ from cgnl_video.choices import (
     LR_POLICIES,
     NL_KERNELS,
     NONLOCAL_TYPES,
+    NORM_TYPES,
     PRECISIONS,
     STAGE_DEPTHS,
 )
 from cgnl_video.errors import ConfigError
 
 DEFAULTS = "defaults"  # the origin of a key no file or override set
+# Where load_config keeps the origins on the config (outside its keys, as yacs keeps its flags).
+_ORIGINS = "__origins__"
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ VALUE_RULES: List[Rule] = [
     at_least("TRAIN.CHECKPOINT_PERIOD", 1),
     one_of("TRAIN.CHECKPOINT_TYPE", CHECKPOINT_TYPES),
     at_least("TRAIN.LOG_PERIOD", 1),
+    one_of("TRAIN.MIXED_PRECISION", PRECISIONS),
     at_least("TEST.BATCH_SIZE", 1),
     at_least("TEST.NUM_ENSEMBLE_VIEWS", 1),
     at_least("TEST.NUM_SPATIAL_CROPS", 1),
@@ -97,6 +103,7 @@ VALUE_RULES: List[Rule] = [
     at_least("SOLVER.WARMUP_EPOCHS", 0),
     in_range("SOLVER.LABEL_SMOOTHING", 0, 1),
     at_least("SOLVER.CLIP_GRAD_L2NORM", 0),
+    one_of("BN.NORM_TYPE", NORM_TYPES),
     at_least("RNG_SEED", 0),
 ]
 
@@ -170,6 +177,28 @@ def check_model_config(cfg: CfgNode) -> None:
              f"one of {CGNL_KERNELS}")
     _require(cfg.CGNL.ORDER >= 0, "CGNL.ORDER", cfg.CGNL.ORDER, ">= 0")
     check_temporal_layout(cfg)
+    if cfg.NONLOCAL.TYPE == "cgnl":
+        check_cgnl_groups(cfg)
+
+
+def stage_widths(depth: int, width_per_group: int) -> List[int]:
+    """Output channels of res2..res5, as ``models/resnet3d.py``'s ``create_resnet3d`` builds
+    them (``width x 2^stage``, x4 for the bottleneck blocks of depth >= 50); computed here
+    without torch (tests/test_validation.py checks them against the built model)."""
+    expansion = 4 if depth >= 50 else 1
+    return [width_per_group * 2**stage * expansion for stage in range(4)]
+
+
+def check_cgnl_groups(cfg: CfgNode) -> None:
+    """``CGNL.GROUPS`` divides the inner width (channels // 2, ``models/build.py``) of every
+    stage holding a CGNL block (it then divides the stage's channels too)."""
+    widths = stage_widths(cfg.RESNET.DEPTH, cfg.RESNET.WIDTH_PER_GROUP)
+    inner = {f"res{stage + 2}": widths[stage] // 2
+             for stage, indices in enumerate(cfg.NONLOCAL.LOCATION) if indices}
+    groups = cfg.CGNL.GROUPS
+    _require(all(width % groups == 0 for width in inner.values()), "CGNL.GROUPS", groups,
+             "a divisor of the inner width of every stage with a CGNL block ("
+             + ", ".join(f"{name}: {width}" for name, width in inner.items()) + ")")
 
 
 def check_solver_config(cfg: CfgNode) -> None:
@@ -187,13 +216,23 @@ def check_solver_config(cfg: CfgNode) -> None:
         raise ConfigError(f"SOLVER.BASE_LR={solver.BASE_LR}: expected > 0", key="SOLVER.BASE_LR")
 
 
-def check_precision_config(cfg: CfgNode) -> None:
-    """Raises ConfigError when ``TRAIN.MIXED_PRECISION`` is not one of PRECISIONS."""
-    if cfg.TRAIN.MIXED_PRECISION not in PRECISIONS:
-        raise ConfigError(
-            f"TRAIN.MIXED_PRECISION={cfg.TRAIN.MIXED_PRECISION!r}: expected one of {PRECISIONS}",
-            key="TRAIN.MIXED_PRECISION",
-        )
+def check_train_batch_config(cfg: CfgNode) -> None:
+    """``TRAIN.BATCH_SIZE`` (the global batch) splits evenly over ``TRAIN.ACCUMULATION_STEPS``
+    (the split over processes, which depends on torchrun, is checked by the engine's preflight)."""
+    batch, steps = cfg.TRAIN.BATCH_SIZE, cfg.TRAIN.ACCUMULATION_STEPS
+    _require(batch % steps == 0, "TRAIN.BATCH_SIZE", batch,
+             f"a multiple of TRAIN.ACCUMULATION_STEPS {steps} (the global batch of one optimiser step)")
+
+
+def check_bn_config(cfg: CfgNode) -> None:
+    """``BN.USE_PRECISE_STATS`` against ``BN.FREEZE`` and ``BN.NUM_BATCHES_PRECISE``."""
+    bn = cfg.BN
+    if not bn.USE_PRECISE_STATS:
+        return
+    _require(not bn.FREEZE, "BN.FREEZE", bn.FREEZE,
+             "False with BN.USE_PRECISE_STATS=True (frozen statistics are not recomputed)")
+    _require(bn.NUM_BATCHES_PRECISE >= 1, "BN.NUM_BATCHES_PRECISE", bn.NUM_BATCHES_PRECISE,
+             ">= 1 with BN.USE_PRECISE_STATS=True")
 
 
 def check_jitter_scales(jitter_scales: Sequence[int], crop_size: int) -> None:
@@ -223,8 +262,8 @@ def check_checkpoint_type(cfg: CfgNode) -> None:
 
 
 CROSS_CHECKS: List[Callable[[CfgNode], None]] = [
-    check_model_config, check_solver_config, check_precision_config, check_jitter_config,
-    check_checkpoint_type,
+    check_model_config, check_solver_config, check_train_batch_config, check_bn_config,
+    check_jitter_config, check_checkpoint_type,
 ]
 
 
@@ -238,6 +277,17 @@ def _value(cfg: CfgNode, key: str):
 def _origin(key: str, origins: Mapping[str, str]) -> str:
     match = re.match(r"[A-Z0-9_.]+", key or "")
     return origins.get(match.group() if match else key, DEFAULTS)
+
+
+def keep_origins(cfg: CfgNode, origins: Mapping[str, str]) -> None:
+    """Remembers on ``cfg`` the file (or ``command line``) that set each key, for :func:`key_error`."""
+    cfg.__dict__[_ORIGINS] = dict(origins)
+
+
+def key_error(cfg: CfgNode, key: str, message: str) -> ConfigError:
+    """``ORIGIN: message`` for a rule on ``key`` that needs more than the config (the processes
+    of the run: ``engine/preflight.py``); ORIGIN as :func:`validate_values` names it."""
+    return ConfigError(f"{_origin(key, cfg.__dict__.get(_ORIGINS, {}))}: {message}", key=key)
 
 
 def validate_values(cfg: CfgNode, origins: Optional[Mapping[str, str]] = None) -> None:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from cgnl_video.errors import ConfigError
+
 Key = Tuple[int, int]  # (index in the list, epoch)
 
 
@@ -37,13 +39,14 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 
 
 def micro_batch_size(global_batch: int, world_size: int, accumulation_steps: int) -> int:
-    """Items one process loads per micro-batch; ValueError when they do not divide."""
+    """Items one process loads per micro-batch; ConfigError naming ``TRAIN.BATCH_SIZE`` when
+    they do not divide."""
     parts = world_size * accumulation_steps
     if global_batch < 1 or global_batch % parts:
-        raise ValueError(
+        raise ConfigError(
             f"TRAIN.BATCH_SIZE={global_batch} (the global batch) must be a positive multiple of "
-            f"world size {world_size} x TRAIN.ACCUMULATION_STEPS {accumulation_steps} = {parts}"
-        )
+            f"world size {world_size} x TRAIN.ACCUMULATION_STEPS {accumulation_steps} = {parts}",
+            key="TRAIN.BATCH_SIZE")
     return global_batch // parts
 
 
@@ -54,7 +57,8 @@ class GlobalBatchSampler(Sampler[List[Key]]):
                  accumulation_steps: int = 1, seed: int = 0):
         self.micro = micro_batch_size(global_batch, world_size, accumulation_steps)
         if num_items < global_batch:
-            raise ValueError(f"TRAIN.BATCH_SIZE={global_batch} exceeds the {num_items} training videos")
+            raise ConfigError(f"TRAIN.BATCH_SIZE={global_batch} exceeds the {num_items} training videos",
+                              key="TRAIN.BATCH_SIZE")
         self.num_items, self.global_batch = num_items, global_batch
         self.world_size, self.rank, self.accumulation_steps = world_size, rank, accumulation_steps
         self.seed, self.epoch = seed, 0

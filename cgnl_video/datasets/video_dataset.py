@@ -43,7 +43,6 @@ from fvcore.common.config import CfgNode
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from cgnl_video.errors import ConfigError
 from cgnl_video.datasets.batching import GlobalBatchSampler, Key, ShardBatchSampler, item_seed
 from cgnl_video.datasets.decoders import DecodeError, build_decoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
@@ -175,8 +174,9 @@ def _batch_sampler(cfg: CfgNode, split: str, num_items: int, world_size: int, ra
     return ShardBatchSampler(num_items, per_process, world_size, rank)
 
 
-def build_loader(cfg: CfgNode, split: str) -> DataLoader:
-    """DataLoader over ``build_dataset(cfg, split)`` for this process (of the torchrun group if any).
+def build_loader(cfg: CfgNode, split: str, records: Optional[Sequence[VideoRecord]] = None) -> DataLoader:
+    """DataLoader over ``build_dataset(cfg, split, records)`` for this process (of the torchrun
+    group if any); ``records``: the list as read by the engine's preflight, else read here.
 
     train: micro-batches of ``TRAIN.BATCH_SIZE / (world_size x TRAIN.ACCUMULATION_STEPS)``
     from one global order per (``RNG_SEED``, epoch); val and test: every item once over
@@ -188,16 +188,12 @@ def build_loader(cfg: CfgNode, split: str) -> DataLoader:
     the epoch's ``dataset.quarantined`` (set in the main process, ``engine/quarantine.py``)
     reaches them. Persistent workers would keep the first epoch's empty quarantine.
     """
-    dataset = build_dataset(cfg, split)
+    dataset = build_dataset(cfg, split, records)
     distributed = dist.is_available() and dist.is_initialized()
     world_size, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
-    try:
-        batch_sampler = _batch_sampler(cfg, split, len(dataset), world_size, rank)
-    except ValueError as err:  # the config is at fault, not the data
-        raise ConfigError(str(err)) from err
     return DataLoader(
         dataset,
-        batch_sampler=batch_sampler,
+        batch_sampler=_batch_sampler(cfg, split, len(dataset), world_size, rank),
         num_workers=cfg.DATA_LOADER.NUM_WORKERS,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
         collate_fn=collate,

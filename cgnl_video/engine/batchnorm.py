@@ -15,34 +15,17 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode
 from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 
-from cgnl_video.choices import NORM_TYPES
-from cgnl_video.errors import ConfigError
 from cgnl_video.engine import distributed as du
 from cgnl_video.engine.normalize import InputNormalizer
 from cgnl_video.engine.precision import autocast_context
 
 logger = logging.getLogger(__name__)
 
-def check_bn_config(cfg: CfgNode, device: torch.device) -> None:
-    """Raises ConfigError naming the ``BN`` key that cannot be used here."""
-    bn = cfg.BN
-    if bn.NORM_TYPE not in NORM_TYPES:
-        raise ConfigError(f"BN.NORM_TYPE={bn.NORM_TYPE!r}: expected one of {NORM_TYPES}")
-    if bn.NORM_TYPE == "sync_batchnorm" and not (device.type == "cuda" and du.is_distributed()):
-        where = "on CPU" if device.type != "cuda" else "without torchrun (a single process)"
-        raise ConfigError(
-            f"BN.NORM_TYPE=sync_batchnorm: needs several GPU processes under torchrun, but runs "
-            f"{where}; use BN.NORM_TYPE batchnorm"
-        )
-    if bn.USE_PRECISE_STATS and bn.FREEZE:
-        raise ConfigError("BN.USE_PRECISE_STATS=True with BN.FREEZE=True: frozen statistics are not recomputed")
-    if bn.USE_PRECISE_STATS and bn.NUM_BATCHES_PRECISE < 1:
-        raise ConfigError(f"BN.NUM_BATCHES_PRECISE={bn.NUM_BATCHES_PRECISE}: expected >= 1")
 
-
-def convert_norm(cfg: CfgNode, model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` with ``BN.NORM_TYPE`` norms (SyncBatchNorm converted); checks the ``BN`` keys."""
-    check_bn_config(cfg, device)
+def convert_norm(cfg: CfgNode, model: nn.Module) -> nn.Module:
+    """``model`` with ``BN.NORM_TYPE`` norms: SyncBatchNorm converted. The ``BN`` keys were checked
+    before the run started: their values by ``config/validation.py``, SyncBatchNorm's need of
+    several GPU processes by ``engine/preflight.py``."""
     if cfg.BN.NORM_TYPE == "sync_batchnorm":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model

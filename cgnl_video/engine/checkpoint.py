@@ -9,11 +9,13 @@ state per process, in rank order), ``world_size``, ``cfg`` (YAML text) and ``cla
 holds ``checksum``: the sha256 of its other entries (tensor bytes, dtypes, shapes and
 values), checked on load, so flipped bytes are reported like a truncated file.
 
-Starting a run (:func:`initialise`): the newest loadable checkpoint in ``OUTPUT_DIR`` when
-``TRAIN.AUTO_RESUME`` (made with a compatible config: :func:`check_resume_target`); else
-``TRAIN.CHECKPOINT_FILE_PATH``, continued (its epoch, schedule position, optimiser and RNG
-states) or, with ``TRAIN.CHECKPOINT_EPOCH_RESET``, only its weights (a classifier of another
-shape skipped); else the inflation of ``TRAIN.CHECKPOINT_INFLATE``.
+Starting a run: the newest loadable checkpoint in ``OUTPUT_DIR`` when ``TRAIN.AUTO_RESUME``
+(made with a compatible config: :func:`resume_point`, loaded under the run lock before the run
+writes); else ``TRAIN.CHECKPOINT_FILE_PATH``, continued (its epoch, schedule position,
+optimiser and RNG states) or, with ``TRAIN.CHECKPOINT_EPOCH_RESET``, only its weights (a
+classifier of another shape skipped); else the inflation of ``TRAIN.CHECKPOINT_INFLATE``
+(:func:`initial_point`, loaded by the engine's preflight). Each is loaded once, as a
+:class:`Start` that :func:`initialise` applies.
 """
 
 import hashlib
@@ -23,7 +25,7 @@ import os
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,8 +38,10 @@ from cgnl_video.errors import UserError
 from cgnl_video.models import load_inflated_weights
 from cgnl_video.models.caffe2 import read_caffe2
 from cgnl_video.models.pretrained import (
-    MODEL_KEYS, adapt_to_model, describe_load_error, model_entry, scratch_warning, state_for_test,
+    MODEL_KEYS, PretrainedError, adapt_to_model, load_2d_state_dict, load_weights_file, model_entry, scratch_warning,
+    state_for_test,
 )
+from cgnl_video.models.resnet3d import HEAD_PREFIX
 from cgnl_video.utils.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -102,9 +106,9 @@ def atomic_save(obj: Dict, path: str) -> None:
 
 
 def load_file(path: str, checkpoint_type: str = "pytorch") -> Dict:
-    """Reads a checkpoint with ``weights_only=True`` and checks its checksum (files written
-    before checksums, and other code bases' files, have none); a damaged file raises
-    CheckpointError.
+    """Reads a checkpoint (``models/pretrained.py``'s ``load_weights_file``: ``weights_only``)
+    and checks its checksum (files written before checksums, and other code bases' files,
+    have none); a missing or damaged file raises CheckpointError.
 
     The model's state dict is under ``model`` in the returned dict, also for
     pytorchvideo / PySlowFast files (``model_state``). A Caffe2 pickle (recognised, or
@@ -115,11 +119,9 @@ def load_file(path: str, checkpoint_type: str = "pytorch") -> Dict:
     if blobs is not None:
         return {"model": blobs}
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{path}: checkpoint not found") from err
-    except Exception as err:  # truncated zip, pickle errors, foreign objects
-        raise CheckpointError(describe_load_error(path, err)) from err
+        state = load_weights_file(path, kind="checkpoint")
+    except PretrainedError as err:  # missing, truncated, unsafe pickles, foreign objects
+        raise CheckpointError(str(err)) from err
     model = model_entry(state)  # ours: 'model'; pytorchvideo / PySlowFast .pyth: 'model_state'
     if model is None:
         raise CheckpointError(f"{path}: not a checkpoint (no {' / '.join(MODEL_KEYS)} entry)")
@@ -160,23 +162,13 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def classifier_prefix(model: nn.Module) -> str:
-    """State-dict prefix of the model's classifier: its last ``nn.Linear`` (e.g. ``blocks.6.proj.``)."""
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not names:
-        raise CheckpointError("the model has no linear classifier")
-    return names[-1] + "."
-
-
-def newest_loadable(output_dir: str, report: bool = True) -> Tuple[Optional[str], Optional[Dict]]:
-    """The newest checkpoint that loads, skipping (and, with ``report``, logging) damaged ones;
-    never deletes."""
+def newest_loadable(output_dir: str) -> Tuple[Optional[str], Optional[Dict]]:
+    """The newest checkpoint that loads, skipping (and logging) damaged ones; never deletes."""
     for path in reversed(list_checkpoints(output_dir)):
         try:
             return path, load_file(path)
         except CheckpointError as err:
-            if report:
-                logger.warning("skipping damaged checkpoint: %s", err)
+            logger.warning("skipping damaged checkpoint: %s", err)
     return None, None
 
 
@@ -193,9 +185,8 @@ def load_matching_weights(model: nn.Module, state: Dict[str, torch.Tensor], sour
         f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape) if k in own else 'absent'}"
         for k, v in state.items() if k not in matching
     )
-    head = classifier_prefix(unwrap(model))
     unmatched = sorted(k for k in set(own) ^ set(state) | set(state) - set(matching)
-                       if not k.startswith(head))
+                       if not k.startswith(HEAD_PREFIX))
     if unmatched:
         raise CheckpointError(
             f"{source}: does not fit the model; missing, unexpected or mismatched: {unmatched[:8]}"
@@ -264,28 +255,60 @@ def _restore(state: TrainState, checkpoint: Dict, rank: int, source: str) -> Non
                        "process's seed", source, rank, len(rng))
 
 
-def initialise(state: TrainState, cfg: CfgNode, rank: int = 0) -> str:
-    """Resumes or initialises ``state`` as the module docstring says; returns what was done."""
-    if cfg.TRAIN.AUTO_RESUME:
-        path, checkpoint = newest_loadable(cfg.OUTPUT_DIR)
-        if checkpoint is not None:
-            _restore(state, checkpoint, rank, path)
-            return f"resumed from {path} (epoch {state.epoch})"
-    source = cfg.TRAIN.CHECKPOINT_FILE_PATH
-    if source:
-        checkpoint = load_file(source, cfg.TRAIN.CHECKPOINT_TYPE)
-        if cfg.TRAIN.CHECKPOINT_EPOCH_RESET:
-            load_matching_weights(state.model, adapt_to_model(state.model, checkpoint["model"], source), source)
-            return f"initialised from the weights of {source} (epoch reset to 0)"
-        _restore(state, checkpoint, rank, source)
-        return f"continuing the run of {source} from epoch {state.epoch}"
+class Start(NamedTuple):
+    """What a training run starts from, loaded once: ``how`` (``resume``, ``file`` or ``inflate``),
+    ``source`` (the file, or ``torchvision:NAME``) and ``loaded`` (a checkpoint of
+    :func:`load_file`; a 2D state dict for ``inflate``)."""
+
+    how: str
+    source: str
+    loaded: Dict
+
+
+def resume_point(cfg: CfgNode) -> Optional[Start]:
+    """With ``TRAIN.AUTO_RESUME``, the newest loadable checkpoint of ``OUTPUT_DIR`` (damaged ones
+    skipped and logged), made with a compatible config (:func:`check_resume_compatible`, else
+    CheckpointError); None when there is none. The main process calls it under the run lock,
+    before anything is written."""
+    if not cfg.TRAIN.AUTO_RESUME:
+        return None
+    path, checkpoint = newest_loadable(cfg.OUTPUT_DIR)
+    if checkpoint is None:
+        return None
+    check_resume_compatible(cfg, checkpoint.get("cfg"), path)
+    return Start("resume", path, checkpoint)
+
+
+def initial_point(cfg: CfgNode) -> Optional[Start]:
+    """``TRAIN.CHECKPOINT_FILE_PATH`` (:func:`load_file`) or else ``TRAIN.CHECKPOINT_INFLATE``
+    (``load_2d_state_dict``), loaded; None when neither is set (random initialisation)."""
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        path = cfg.TRAIN.CHECKPOINT_FILE_PATH
+        return Start("file", path, load_file(path, cfg.TRAIN.CHECKPOINT_TYPE))
     if cfg.TRAIN.CHECKPOINT_INFLATE:
-        unused = load_inflated_weights(state.model, cfg.TRAIN.CHECKPOINT_INFLATE)
-        return f"inflated {cfg.TRAIN.CHECKPOINT_INFLATE}; unused 2D keys: {unused}"
-    warning = scratch_warning(cfg)
-    if warning:
-        logger.warning(warning)
-    return "initialised at random"
+        return Start("inflate", cfg.TRAIN.CHECKPOINT_INFLATE, load_2d_state_dict(cfg.TRAIN.CHECKPOINT_INFLATE))
+    return None
+
+
+def initialise(state: TrainState, cfg: CfgNode, start: Optional[Start], rank: int = 0) -> str:
+    """Resumes or initialises ``state`` from ``start`` (random weights when None), as the
+    module docstring says; returns what was done."""
+    if start is None:
+        warning = scratch_warning(cfg)
+        if warning:
+            logger.warning(warning)
+        return "initialised at random"
+    if start.how == "inflate":
+        unused = load_inflated_weights(state.model, start.source, start.loaded)
+        return f"inflated {start.source}; unused 2D keys: {unused}"
+    if start.how == "file" and cfg.TRAIN.CHECKPOINT_EPOCH_RESET:
+        weights = adapt_to_model(state.model, start.loaded["model"], start.source)
+        load_matching_weights(state.model, weights, start.source)
+        return f"initialised from the weights of {start.source} (epoch reset to 0)"
+    _restore(state, start.loaded, rank, start.source)
+    if start.how == "resume":
+        return f"resumed from {start.source} (epoch {state.epoch})"
+    return f"continuing the run of {start.source} from epoch {state.epoch}"
 
 
 def find_test_checkpoint(cfg: CfgNode) -> str:
@@ -300,10 +323,10 @@ def find_test_checkpoint(cfg: CfgNode) -> str:
     return paths[-1]
 
 
-def load_for_test(model: nn.Module, path: str) -> Dict:
-    """Loads every weight of ``path`` into ``model`` and returns the checkpoint; a shape mismatch
-    names both shapes."""
-    checkpoint = load_file(path)
+def load_for_test(model: nn.Module, path: str, checkpoint: Optional[Dict] = None) -> Dict:
+    """Loads every weight of ``path`` (``checkpoint``: its :func:`load_file` content, when
+    already loaded) into ``model`` and returns the checkpoint; a shape mismatch names both shapes."""
+    checkpoint = load_file(path) if checkpoint is None else checkpoint
     state = state_for_test(model, checkpoint["model"], path)
     own = model.state_dict()
     for key, value in state.items():
@@ -348,12 +371,3 @@ def check_resume_compatible(cfg: CfgNode, checkpoint_cfg_yaml: Optional[str], so
 def _normalised(value):
     """Lists and tuples alike (YAML gives lists, configs may hold tuples)."""
     return [_normalised(v) for v in value] if isinstance(value, (list, tuple)) else value
-
-
-def check_resume_target(cfg: CfgNode) -> None:
-    """With ``TRAIN.AUTO_RESUME``, checks that the checkpoint a run would resume from was made
-    with a compatible config (:func:`check_resume_compatible`); call it before writing."""
-    if cfg.TRAIN.AUTO_RESUME:
-        path, state = newest_loadable(cfg.OUTPUT_DIR, report=False)  # resuming reports them
-        if state is not None:
-            check_resume_compatible(cfg, state.get("cfg"), path)

@@ -10,16 +10,14 @@ import logging
 import torch
 from fvcore.common.config import CfgNode
 
-from cgnl_video.config.validation import check_precision_config
-
 logger = logging.getLogger(__name__)
 
 DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # TRAIN.MIXED_PRECISION
 
 
 def autocast_dtype(cfg: CfgNode, device: torch.device):
-    """The autocast dtype for ``device``, or None for full precision."""
-    check_precision_config(cfg)
+    """The autocast dtype for ``device``, or None for full precision (``TRAIN.MIXED_PRECISION``
+    was checked once, when the config was loaded)."""
     dtype = DTYPES[cfg.TRAIN.MIXED_PRECISION]
     if dtype is torch.float16 and device.type == "cpu":
         return None

@@ -1,23 +1,43 @@
-"""Before a run writes anything: the files it will read, checked once (one line per fault).
+"""Before a run writes anything: the files it will read, read once and checked (one line per
+fault), and returned for the run to use.
 
 :func:`validate_inputs` (called by the training and test engines before ``setup_run``):
 classes.txt against ``MODEL.NUM_CLASSES``, the list files (present, UTF-8, well formed, not
-empty), the global training batch against the training set and its split over processes and
-accumulation steps, the checkpoint files named by the config. Messages read
-``FILE: KEY=value: reason`` (:class:`~cgnl_video.config.loading.ConfigError`).
+empty), the global training batch against the training set and its split over processes
+(torchrun's ``WORLD_SIZE``), SyncBatchNorm against the processes and GPUs, the checkpoint
+files named by the config (loaded). Messages read ``FILE: KEY=value: reason``
+(:class:`~cgnl_video.errors.ConfigError`); ``FILE`` is the input at fault, or, for the rules
+on the processes, the config file that set the key (``config/validation.py``'s ``key_error``).
 """
 
 import os
-from typing import Any, Callable, Dict, List
+from typing import Callable, Dict, List, NamedTuple, Optional, TypeVar
 
+import torch
 from fvcore.common.config import CfgNode
 
-from cgnl_video.errors import ConfigError
+from cgnl_video.config.validation import key_error
 from cgnl_video.data_prep.list_makers.locations import make_lists_command
 from cgnl_video.datasets.batching import micro_batch_size
-from cgnl_video.datasets.lists import CLASSES_FILE, ListFormatError, list_file, read_classes, read_video_list
+from cgnl_video.datasets.lists import (
+    CLASSES_FILE, ListFormatError, VideoRecord, list_file, read_classes, read_video_list,
+)
 from cgnl_video.engine import checkpoint as ckpt
-from cgnl_video.models.pretrained import load_2d_state_dict
+from cgnl_video.errors import ConfigError
+from cgnl_video.models.pretrained import PretrainedError
+
+T = TypeVar("T")
+
+
+class Inputs(NamedTuple):
+    """What a run reads, read once: the class names, the records of each list it uses (by
+    split), and the checkpoint it starts from (training: the ``TRAIN.CHECKPOINT_FILE_PATH`` /
+    ``CHECKPOINT_INFLATE`` :class:`~cgnl_video.engine.checkpoint.Start`, None when resuming or
+    at random; testing: ``Start("test", path, checkpoint)``)."""
+
+    class_names: List[str]
+    records: Dict[str, List[VideoRecord]]
+    start: Optional[ckpt.Start]
 
 
 def _input_error(path: str, key: str, value, reason: str) -> ConfigError:
@@ -31,7 +51,7 @@ def _splits(cfg: CfgNode, tool: str) -> List[str]:
     return ["train", "val"] if cfg.TRAIN.EVAL_PERIOD > 0 else ["train"]
 
 
-def check_num_classes(cfg: CfgNode) -> list:
+def _read_class_names(cfg: CfgNode) -> List[str]:
     """Returns the class names; ConfigError when ``MODEL.NUM_CLASSES`` disagrees with classes.txt."""
     path = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASSES_FILE)
     if not os.path.isfile(path):
@@ -47,51 +67,55 @@ def check_num_classes(cfg: CfgNode) -> list:
     return names
 
 
-def _list_size(cfg: CfgNode, split: str, num_classes: int) -> int:
-    """Videos in ``split``'s list; ConfigError when it is missing, unreadable or empty."""
+def _read_list(cfg: CfgNode, split: str, num_classes: int) -> List[VideoRecord]:
+    """The records of ``split``'s list; ConfigError when it is missing, unreadable or empty."""
     path, data_dir = list_file(cfg.DATA.PATH_TO_DATA_DIR, split), cfg.DATA.PATH_TO_DATA_DIR
     if not os.path.isfile(path):
         raise _input_error(path, "DATA.PATH_TO_DATA_DIR", data_dir, f"no {split} list in it")
     try:
-        records = read_video_list(path, separator=cfg.DATA.PATH_LABEL_SEPARATOR,
-                                  num_classes=num_classes, warn_duplicates=False)
+        records = read_video_list(path, prefix=cfg.DATA.PATH_PREFIX, separator=cfg.DATA.PATH_LABEL_SEPARATOR,
+                                  num_classes=num_classes)
     except ListFormatError as err:
         raise _input_error(f"{err.path}:{err.line}", "DATA.PATH_TO_DATA_DIR", data_dir, err.reason) from None
     if not records:
         raise _input_error(path, "DATA.PATH_TO_DATA_DIR", data_dir, "no videos listed")
-    return len(records)
+    return records
+
+
+def _processes() -> int:
+    """The processes of the run: torchrun's ``WORLD_SIZE`` (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _check_train_batch(cfg: CfgNode, num_videos: int) -> None:
     """A training epoch (last partial batch dropped) needs one full global batch, and the global
-    batch must split evenly over the processes (torchrun's WORLD_SIZE) and accumulation steps."""
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    batch must split evenly over the processes and accumulation steps."""
     try:
-        micro_batch_size(cfg.TRAIN.BATCH_SIZE, processes, cfg.TRAIN.ACCUMULATION_STEPS)
-    except ValueError as err:
-        raise ConfigError(str(err), key="TRAIN.BATCH_SIZE") from None
+        micro_batch_size(cfg.TRAIN.BATCH_SIZE, _processes(), cfg.TRAIN.ACCUMULATION_STEPS)
+    except ConfigError as err:
+        raise key_error(cfg, err.key, str(err)) from None
     if num_videos < cfg.TRAIN.BATCH_SIZE:
         path = list_file(cfg.DATA.PATH_TO_DATA_DIR, "train")
         raise _input_error(path, "TRAIN.BATCH_SIZE", cfg.TRAIN.BATCH_SIZE,
                            f"expected <= {num_videos}, the training videos listed (one global batch)")
 
 
-def _check_init_files(cfg: CfgNode) -> None:
-    """The files a fresh (not resumed) training run initialises from must load."""
-    if cfg.TRAIN.AUTO_RESUME and ckpt.list_checkpoints(cfg.OUTPUT_DIR):
-        return  # resuming: they are not read
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        _check_loads(ckpt.load_file, "TRAIN.CHECKPOINT_FILE_PATH", cfg.TRAIN.CHECKPOINT_FILE_PATH)
-    elif cfg.TRAIN.CHECKPOINT_INFLATE:
-        _check_loads(load_2d_state_dict, "TRAIN.CHECKPOINT_INFLATE", cfg.TRAIN.CHECKPOINT_INFLATE)
+def _check_sync_batchnorm(cfg: CfgNode) -> None:
+    """``BN.NORM_TYPE=sync_batchnorm`` needs several GPU processes (torchrun)."""
+    if cfg.BN.NORM_TYPE != "sync_batchnorm" or (torch.cuda.is_available() and _processes() > 1):
+        return
+    where = "on CPU" if not torch.cuda.is_available() else "without torchrun (a single process)"
+    raise key_error(cfg, "BN.NORM_TYPE", f"BN.NORM_TYPE='sync_batchnorm': needs several GPU processes "
+                                         f"under torchrun, but runs {where}; use BN.NORM_TYPE batchnorm")
 
 
-def _check_loads(load: Callable[[str], Any], key: str, path: str) -> None:
-    """``load(path)`` must succeed; its error (which starts with the path) becomes a ConfigError."""
+def _loaded(load: Callable[[], T], path: str, key: str, value) -> T:
+    """``load()`` of ``path`` (named by ``key=value``); its error (which starts with ``path``)
+    becomes a ConfigError naming the file and the key."""
     try:
-        load(path)
-    except (OSError, ValueError, ckpt.CheckpointError) as err:
-        raise _input_error(path, key, path, str(err).removeprefix(f"{path}: ")) from None
+        return load()
+    except (OSError, PretrainedError, ckpt.CheckpointError) as err:
+        raise _input_error(path, key, value, str(err).removeprefix(f"{path}: ")) from None
 
 
 def _check_lists_made(cfg: CfgNode, tool: str) -> None:
@@ -106,16 +130,36 @@ def _check_lists_made(cfg: CfgNode, tool: str) -> None:
         raise _input_error(data_dir, "DATA.PATH_TO_DATA_DIR", data_dir, f"lists not made ({what}); run: {command}")
 
 
-def validate_inputs(cfg: CfgNode, tool: str) -> None:
-    """Checks what ``tool`` ("train" or "test") will read, before it writes anything: classes.txt
-    against ``MODEL.NUM_CLASSES``, the list files (present, UTF-8, well formed, not empty),
-    the training batch against the training set, the checkpoint files named by the config."""
+def _train_start(cfg: CfgNode) -> Optional[ckpt.Start]:
+    """The file a fresh (not resumed) training run initialises from, loaded; None when it
+    resumes (that checkpoint is loaded under the run lock: ``checkpoint.resume_point``) or
+    starts at random."""
+    if cfg.TRAIN.AUTO_RESUME and ckpt.list_checkpoints(cfg.OUTPUT_DIR):
+        return None
+    train = cfg.TRAIN
+    key = "TRAIN.CHECKPOINT_FILE_PATH" if train.CHECKPOINT_FILE_PATH else "TRAIN.CHECKPOINT_INFLATE"
+    source = train.CHECKPOINT_FILE_PATH or train.CHECKPOINT_INFLATE
+    return _loaded(lambda: ckpt.initial_point(cfg), source, key, source)
+
+
+def _test_start(cfg: CfgNode) -> ckpt.Start:
+    """The checkpoint a test uses (``checkpoint.find_test_checkpoint``), loaded."""
+    path = ckpt.find_test_checkpoint(cfg)
+    key, value = (("TEST.CHECKPOINT_FILE_PATH", path) if cfg.TEST.CHECKPOINT_FILE_PATH
+                  else ("OUTPUT_DIR", cfg.OUTPUT_DIR))
+    return ckpt.Start("test", path, _loaded(lambda: ckpt.load_file(path), path, key, value))
+
+
+def validate_inputs(cfg: CfgNode, tool: str) -> Inputs:
+    """Reads and checks what ``tool`` ("train" or "test") will read, before it writes anything:
+    classes.txt against ``MODEL.NUM_CLASSES``, the list files (present, UTF-8, well formed, not
+    empty), the training batch against the training set and the processes, SyncBatchNorm, the
+    checkpoint files named by the config. Returns what it read."""
     _check_lists_made(cfg, tool)
-    num_classes = len(check_num_classes(cfg))
-    sizes: Dict[str, int] = {split: _list_size(cfg, split, num_classes) for split in _splits(cfg, tool)}
+    class_names = _read_class_names(cfg)
+    records = {split: _read_list(cfg, split, len(class_names)) for split in _splits(cfg, tool)}
     if tool == "train":
-        _check_train_batch(cfg, sizes["train"])
-        _check_init_files(cfg)
-    elif cfg.TEST.CHECKPOINT_FILE_PATH and not os.path.isfile(cfg.TEST.CHECKPOINT_FILE_PATH):
-        raise _input_error(cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH",
-                           cfg.TEST.CHECKPOINT_FILE_PATH, "file not found")
+        _check_train_batch(cfg, len(records["train"]))
+        _check_sync_batchnorm(cfg)
+        return Inputs(class_names, records, _train_start(cfg))
+    return Inputs(class_names, records, _test_start(cfg))

@@ -20,7 +20,7 @@ import torch
 from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
-from cgnl_video.engine.preflight import check_num_classes, validate_inputs
+from cgnl_video.engine.preflight import validate_inputs
 from cgnl_video.datasets import build_loader
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
@@ -28,7 +28,7 @@ from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.engine.meters import ClassificationMeter
 from cgnl_video.engine.reporting import plot_confusion_matrix
 from cgnl_video.engine.scoring import video_scores
-from cgnl_video.engine.setup import setup_run
+from cgnl_video.engine.run_setup import setup_run
 from cgnl_video.models import build_model
 from cgnl_video.utils.io import atomic_write_text
 
@@ -50,15 +50,15 @@ def predictions_csv(rows: List[Dict], class_names: List[str]) -> str:
 
 def run_test(cfg: CfgNode) -> Dict:
     """Tests the checkpoint of ``cfg`` on the test list; returns (and writes) the results."""
-    validate_inputs(cfg, "test")
-    device = setup_run(cfg, "test_config.yaml")
-    class_names = check_num_classes(cfg)
+    inputs = validate_inputs(cfg, "test")  # the list, class names and checkpoint, read once
+    device, _ = setup_run(cfg, "test_config.yaml")
+    class_names, path = inputs.class_names, inputs.start.source
     model = build_model(cfg)
-    path = ckpt.find_test_checkpoint(cfg)
-    ckpt.load_for_test(model, path)
+    ckpt.load_for_test(model, path, inputs.start.loaded)
     model.to(device).eval()
     normalize = build_normalizer(cfg, device)
-    loader = build_loader(cfg, "test")
+    loader = build_loader(cfg, "test", inputs.records["test"])
+    del inputs  # the checkpoint is not kept for the test's length
     records = {record.index: record for record in loader.dataset.records}
     meter = ClassificationMeter(cfg.MODEL.NUM_CLASSES)
     failed, rows = [], []

@@ -1,8 +1,10 @@
 """The training loop: epochs of SGD, periodic validation, checkpoints, logs and plots.
 
-Flow of one run (``tools/train_net.py``): set up the process (torchrun, seeds), save
-the merged config, check ``MODEL.NUM_CLASSES`` against ``classes.txt``, build the
-model and its :class:`~cgnl_video.engine.checkpoint.TrainState`, resume or initialise it
+Flow of one run (``tools/train_net.py``): read and check the inputs once
+(``engine/preflight.py``: ``classes.txt`` against ``MODEL.NUM_CLASSES``, the lists, the
+checkpoint to start from), set up the process (torchrun, seeds, the run lock; the checkpoint
+to resume from loaded under it), save the merged config, build the model and its
+:class:`~cgnl_video.engine.checkpoint.TrainState`, resume or initialise it
 (``engine/checkpoint.py``), then per epoch: train, validate every ``TRAIN.EVAL_PERIOD``
 epochs (precise BatchNorm statistics first, and after the last epoch, with
 ``BN.USE_PRECISE_STATS``), checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs, append stats
@@ -27,7 +29,7 @@ from fvcore.common.config import CfgNode
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cgnl_video.engine.preflight import check_num_classes, validate_inputs
+from cgnl_video.engine.preflight import Inputs, validate_inputs
 from cgnl_video.datasets import build_loader, set_loader_epoch
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
@@ -38,7 +40,7 @@ from cgnl_video.engine.optim import build_optimizer, build_scheduler
 from cgnl_video.engine.precision import autocast_context, build_grad_scaler
 from cgnl_video.engine.quarantine import Quarantine
 from cgnl_video.engine.reporting import StatsWriter, plot_training_curves
-from cgnl_video.engine.setup import setup_run
+from cgnl_video.engine.run_setup import setup_run
 from cgnl_video.errors import UserError
 from cgnl_video.models import build_model
 
@@ -166,19 +168,30 @@ def _layout(cfg: CfgNode, loader) -> Dict:
             "accumulation_steps": cfg.TRAIN.ACCUMULATION_STEPS, "global_batch": cfg.TRAIN.BATCH_SIZE}
 
 
-def train(cfg: CfgNode) -> TrainResult:
-    """Trains the model of ``cfg``."""
-    validate_inputs(cfg, "train")
-    device = setup_run(cfg, "config.yaml", before_write=ckpt.check_resume_target)
-    class_names = check_num_classes(cfg)
-    model = convert_norm(cfg, build_model(cfg).to(device), device)
-    train_loader = build_loader(cfg, "train")
-    validate = cfg.TRAIN.EVAL_PERIOD > 0
-    val_loader = build_loader(cfg, "val") if validate else None
+def _start(cfg: CfgNode, inputs: Inputs, device: torch.device, resumed: Optional[ckpt.Start]):
+    """The model (on ``device``, norms converted), the loaders (of the lists preflight read) and
+    the :class:`~cgnl_video.engine.checkpoint.TrainState`, resumed or initialised; the loaded
+    checkpoint is released on return."""
+    model = convert_norm(cfg, build_model(cfg).to(device))
+    train_loader = build_loader(cfg, "train", inputs.records["train"])
+    val_loader = build_loader(cfg, "val", inputs.records["val"]) if cfg.TRAIN.EVAL_PERIOD > 0 else None
     optimizer = build_optimizer(model, cfg)
     state = ckpt.TrainState(model, optimizer, build_scheduler(optimizer, cfg, train_loader.batch_sampler.steps_per_epoch),
                             build_grad_scaler(cfg, device))
-    logger.info(ckpt.initialise(state, cfg, du.rank()))
+    # Last: the initialisation preflight skipped when a resume fell through (every checkpoint
+    # damaged); None (nothing to load) otherwise.
+    start = resumed or inputs.start or ckpt.initial_point(cfg)
+    logger.info(ckpt.initialise(state, cfg, start, du.rank()))
+    return state, train_loader, val_loader
+
+
+def train(cfg: CfgNode) -> TrainResult:
+    """Trains the model of ``cfg``."""
+    inputs = validate_inputs(cfg, "train")
+    device, resumed = setup_run(cfg, "config.yaml", before_write=ckpt.resume_point)
+    state, train_loader, val_loader = _start(cfg, inputs, device, resumed)
+    class_names, model, validate = inputs.class_names, state.model, val_loader is not None
+    del inputs, resumed  # the checkpoints they hold are not kept for the run's length
     layout = _layout(cfg, train_loader)
     logger.info("world size %(world_size)d x %(batch_per_process)d clips per process x %(accumulation_steps)d "
                 "accumulation steps = global batch %(global_batch)d", layout)

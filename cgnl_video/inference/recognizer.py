@@ -37,6 +37,7 @@ from cgnl_video.engine.scoring import video_scores
 from cgnl_video.inference.prediction import Prediction, top_classes
 from cgnl_video.inference.timeline import FrameCallback, Window, timeline
 from cgnl_video.models import build_model
+from cgnl_video.models.resnet3d import classifier
 
 logger = logging.getLogger(__name__)
 
@@ -139,9 +140,8 @@ class Recognizer:
     def features(self, path: str) -> torch.Tensor:
         """Pooled backbone features of the video at ``path`` (the classifier's input), averaged
         over the views: ``D`` (2048 for R50)."""
-        classifier = dict(self.model.named_modules())[ckpt.classifier_prefix(self.model)[:-1]]
         captured = []
-        handle = classifier.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+        handle = classifier(self.model).register_forward_hook(lambda module, args, output: captured.append(args[0]))
         try:
             for chunk in self.views(path).split(self.cfg.TEST.MAX_VIEWS_PER_BATCH):
                 self.model(self.normalize(chunk))

@@ -6,7 +6,6 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode
 from pytorchvideo.models.weight_init import init_net_weights
 
-from cgnl_video.errors import ConfigError
 from cgnl_video.config.validation import check_model_config
 from cgnl_video.models.cgnl import CGNLBlock
 from cgnl_video.models.nonlocal_block import NonLocalBlock
@@ -14,15 +13,13 @@ from cgnl_video.models.resnet3d import create_resnet3d
 
 
 def make_nonlocal_block(cfg: CfgNode, channels: int) -> nn.Module:
-    """The non-local block of ``NONLOCAL.TYPE`` for a stage of ``channels``, inner C / 2."""
+    """The non-local block of ``NONLOCAL.TYPE`` for a stage of ``channels``, inner C / 2
+    (``CGNL.GROUPS`` divides it: ``config/validation.py``'s ``check_cgnl_groups``)."""
     if cfg.NONLOCAL.TYPE == "cgnl":
-        try:
-            return CGNLBlock(
-                channels, channels // 2, groups=cfg.CGNL.GROUPS, kernel=cfg.CGNL.KERNEL,
-                order=cfg.CGNL.ORDER, use_scale=cfg.CGNL.USE_SCALE,
-            )
-        except ValueError as err:
-            raise ConfigError(f"CGNL.GROUPS={cfg.CGNL.GROUPS}: {err}") from err
+        return CGNLBlock(
+            channels, channels // 2, groups=cfg.CGNL.GROUPS, kernel=cfg.CGNL.KERNEL,
+            order=cfg.CGNL.ORDER, use_scale=cfg.CGNL.USE_SCALE,
+        )
     return NonLocalBlock(
         channels, channels // 2, kernel=cfg.NONLOCAL.KERNEL, pool_size=cfg.NONLOCAL.POOL or None
     )

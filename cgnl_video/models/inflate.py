@@ -8,7 +8,7 @@ copied only when its shape matches; non-local blocks keep their own
 initialisation.
 """
 
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -78,15 +78,17 @@ def inflate_from_2d(model: nn.Module, state_dict_2d: Dict[str, torch.Tensor]) ->
     return sorted(set(state_dict_2d) - used)
 
 
-def load_inflated_weights(model: nn.Module, source: str) -> List[str]:
+def load_inflated_weights(model: nn.Module, source: str, state: Optional[Dict[str, torch.Tensor]] = None
+                          ) -> List[str]:
     """Loads the torchvision ResNet weights of ``source`` into ``model`` (inflated).
 
     ``source``: ``torchvision:resnet{18,34,50,101}`` (ImageNet weights, see
     :mod:`cgnl_video.models.pretrained`) or a file holding a state dict (plain, or under
-    ``state_dict`` / ``model``). Returns the unused 2D keys; raises PretrainedError
-    naming the source on any mismatch.
+    ``state_dict`` / ``model``); ``state``: its state dict when already read
+    (:func:`~cgnl_video.models.pretrained.load_2d_state_dict`). Returns the unused 2D keys;
+    raises PretrainedError naming the source on any mismatch.
     """
-    state = load_2d_state_dict(source)
+    state = load_2d_state_dict(source) if state is None else state
     try:
         return inflate_from_2d(model, state)
     except ValueError as err:

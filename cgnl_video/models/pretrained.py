@@ -82,17 +82,26 @@ def model_entry(state) -> Optional[StateDict]:
     return None
 
 
+def load_weights_file(path: str, kind: str = "weights file"):
+    """What ``torch.load(path, weights_only=True)`` reads, on the CPU: the one reader of weight
+    files (checkpoints of ours too: ``engine/checkpoint.py``'s ``load_file`` checks their format).
+
+    Raises PretrainedError naming the file (a ``kind`` not found, unsafe or unreadable).
+    """
+    if not os.path.isfile(path):
+        raise PretrainedError(f"{path}: {kind} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unsafe pickles, truncated or foreign files
+        raise PretrainedError(describe_load_error(path, err)) from err
+
+
 def read_state_dict(path: str) -> StateDict:
     """The model state dict in file ``path``: ours, a ``.pyth`` or a plain state dict.
 
     Raises PretrainedError naming the file when it is missing, unsafe or not a state dict.
     """
-    if not os.path.isfile(path):
-        raise PretrainedError(f"{path}: weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unsafe pickles, truncated or foreign files
-        raise PretrainedError(describe_load_error(path, err)) from err
+    state = load_weights_file(path)
     weights = model_entry(state)
     if weights is None and isinstance(state, dict) and all(torch.is_tensor(v) for v in state.values()):
         weights = state

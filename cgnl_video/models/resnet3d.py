@@ -50,8 +50,14 @@ BLOCK_NAMES = ("stem", "res2", "pool1", "res3", "res4", "res5", "head")
 STAGE_INDICES = (1, 3, 4, 5)
 # I3D temporal kernel sizes of each stage's conv_a, repeated over its blocks.
 I3D_TEMPORAL_KERNELS = ((3,), (3, 1), (3, 1), (1, 3))
-# State-dict prefix of the classifier head (skipped when fine-tuning to other classes).
+# State-dict prefix of the classifier head (skipped when fine-tuning to other classes): the one
+# way the code finds the head (its linear layer: :func:`classifier`).
 HEAD_PREFIX = f"blocks.{BLOCK_NAMES.index('head')}."
+
+
+def classifier(model: Net) -> nn.Linear:
+    """The linear layer of ``model``'s head (its input: the pooled backbone features)."""
+    return model.blocks[BLOCK_NAMES.index("head")].proj
 
 
 def uses_bottleneck(depth: int) -> bool:

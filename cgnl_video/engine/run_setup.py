@@ -1,10 +1,11 @@
-"""Run set-up shared by training and testing: process group, logging, seeds, output folder."""
+"""Run set-up shared by training and testing: process group, logging, seeds, output folder
+(locked, cleaned, the config saved)."""
 
 import logging
 import os
 import random
 import sys
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,21 +32,21 @@ def seed_everything(seed: int) -> None:
 
 
 def setup_run(cfg: CfgNode, config_name: str,
-              before_write: Optional[Callable[[CfgNode], None]] = None) -> torch.device:
+              before_write: Optional[Callable[[CfgNode], Any]] = None) -> Tuple[torch.device, Any]:
     """Joins torchrun, sets up logging and seeds; on rank 0, locks ``OUTPUT_DIR`` for the run
     (:mod:`~cgnl_video.engine.run_lock`), removes temp files a killed run left there, runs
-    ``before_write(cfg)`` (a check that may stop the run), then saves ``cfg`` to
-    ``OUTPUT_DIR/config_name``."""
+    ``before_write(cfg)`` (what the run reads under the lock, a check that may stop it), then
+    saves ``cfg`` to ``OUTPUT_DIR/config_name``; the other processes run ``before_write``
+    right away. Returns the device and what ``before_write`` returned (None without one)."""
     device = du.init_distributed()
     setup_logging()
     seed_everything(cfg.RNG_SEED + du.rank())
-    if du.is_main_process():
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        acquire_run_lock(cfg.OUTPUT_DIR)
-        for folder in (cfg.OUTPUT_DIR, checkpoint_dir(cfg.OUTPUT_DIR)):
-            remove_orphan_temp_files(folder)
-        if before_write is not None:
-            before_write(cfg)
-        atomic_write_text(os.path.join(cfg.OUTPUT_DIR, config_name), cfg.dump())
-    return device
-
+    if not du.is_main_process():
+        return device, before_write(cfg) if before_write else None
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    acquire_run_lock(cfg.OUTPUT_DIR)
+    for folder in (cfg.OUTPUT_DIR, checkpoint_dir(cfg.OUTPUT_DIR)):
+        remove_orphan_temp_files(folder)
+    before = before_write(cfg) if before_write else None
+    atomic_write_text(os.path.join(cfg.OUTPUT_DIR, config_name), cfg.dump())
+    return device, before
