@@ -214,7 +214,7 @@ def test_fine_tuning_skips_the_400_way_head_and_keeps_cgnl_blocks_at_identity(tm
     model = build_model(cfg)
     head = model.blocks[6].proj.weight.detach().clone()
     caplog.set_level(logging.INFO)
-    assert ckpt.initialise(ckpt.TrainState(model, None, None, None), cfg).startswith("initialised from")
+    assert ckpt.initialise(ckpt.TrainState(model, None, None, None), cfg, ckpt.initial_point(cfg)).startswith("initialised from")
     left = assert_blobs_loaded(model, blobs, skip=("pred_w", "pred_b"))
     cgnl = model.blocks[4].res_blocks[22]
     assert isinstance(cgnl, CGNLBlock)
@@ -306,7 +306,7 @@ def test_nonlocal_blobs_with_no_place_in_the_model_are_refused(tmp_path):
     path = write_pickle(tmp_path / "nl.pkl", reference_blobs(50, {4: (4,)}))
     cfg = config("I3D_8x8_R50.yaml", "TRAIN.CHECKPOINT_FILE_PATH", path)
     with pytest.raises(Caffe2Error, match=r"nl\.pkl: 12 blobs fit no part of the model .*nonlocal_conv4_4_bn_b"):
-        ckpt.initialise(ckpt.TrainState(build_model(cfg), None, None, None), cfg)
+        ckpt.initialise(ckpt.TrainState(build_model(cfg), None, None, None), cfg, ckpt.initial_point(cfg))
 
 
 def test_the_checkpoint_type_is_checked(tmp_path):
