@@ -76,6 +76,7 @@ MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last_3d": tor
 # First-step loss relative to fp32's (contiguous) of the same config: at most this.
 LOSS_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}
 TARGET_S = 300.0
+GROUP_TIMEOUT_S = 60
 # --tiny: R18 at width 8, 8 frames of 32 px, one non-local block in res3 and res4. 8 frames, not 4:
 # with 4, res3-res5 run at T = 2, where torch 2.14.1's CPU bf16 Conv3d weight gradient of a
 # temporal kernel 3 is wrong (NaN / 1e26 against fp32's ~20; T = 3 and 4 are right), so bf16 steps
@@ -115,7 +116,9 @@ def world_of_one(device: torch.device) -> Iterator[str]:
     try:
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend=du.backend_config(device.type == "cuda"))
+        # A collective that hangs raises after this instead of using up a GPU session.
+        dist.init_process_group(backend=du.backend_config(device.type == "cuda"),
+                                timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S))
         yield dist.get_backend_config()
     finally:
         du.cleanup()
@@ -253,12 +256,12 @@ def random_clips(cfg, batch: int, crop: int, device_seed: int = 0) -> torch.Tens
     return torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
 
 
-def training_step(cfg, row: Row, device: torch.device, batch: int) -> Tuple[Callable[[], None], LossLog]:
-    """A call: one step of the engine's ``train_epoch`` on one synthetic batch, under DDP."""
+def training_step(cfg, row: Row, device: torch.device, batch: int, ddp: bool) -> Tuple[Callable[[], None], LossLog]:
+    """A call: one step of the engine's ``train_epoch`` on one synthetic batch, under DDP with ``ddp``."""
     memory_format = MEMORY_FORMATS[row.memory_format]
     torch.manual_seed(0)
     model = convert_norm(cfg, build_model(cfg)).to(device, memory_format=memory_format)
-    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if ddp else model
     optimizer = build_optimizer(model, cfg)
     state = ckpt.TrainState(model, optimizer, build_scheduler(optimizer, cfg, 1), build_grad_scaler(cfg, device))
     labels = torch.randint(0, cfg.MODEL.NUM_CLASSES, (batch,), generator=torch.Generator().manual_seed(1))
@@ -298,13 +301,13 @@ class TrainResult:
     losses: List[float]
 
 
-def run_training(configs: Dict[str, object], device: torch.device, args) -> List[TrainResult]:
+def run_training(configs: Dict[str, object], device: torch.device, args, ddp: bool) -> List[TrainResult]:
     rows = rows_for(configs, device)
     if device.type == "cuda":
         rows.append(Row(next(iter(configs)), "fp32", "contiguous", "sync_batchnorm"))
     steps, logs = {}, {}
     for row in rows:
-        steps[row.label], logs[row.label] = training_step(row_config(configs[row.config], row), row, device, args.batch)
+        steps[row.label], logs[row.label] = training_step(row_config(configs[row.config], row), row, device, args.batch, ddp)
     results = _measure("training steps", steps, device, args)
     return [TrainResult(row, args.batch / results[row.label].median_s, results[row.label], logs[row.label].losses)
             for row in rows]
@@ -454,8 +457,9 @@ SECTION_TITLES = {
 }
 
 
-def _sections(args, configs) -> Tuple[Dict[str, str], List[str]]:
-    """Runs every part; a part that raises is reported as FAILED and the others still run."""
+def _sections(args, configs, publish: Callable[[Dict[str, str], List[str]], None]) -> Tuple[Dict[str, str], List[str]]:
+    """Runs every part; a part that raises is reported as FAILED and the others still run;
+    ``publish`` gets what is done after each part (a run stopped by a timeout keeps that)."""
     sections, notes = {}, []
     device = args.device
     if device.type == "cpu":
@@ -474,11 +478,20 @@ def _sections(args, configs) -> Tuple[Dict[str, str], List[str]]:
         except Exception as error:  # one broken part must not lose the rest of a GPU session
             sections[SECTION_TITLES[name]] = f"FAILED: {type(error).__name__}: {error}"
             print(f"[gpu] {name} FAILED: {error!r}", file=sys.stderr, flush=True)
+        publish(sections, notes)
+
+    def train() -> str:
+        try:
+            training.extend(run_training(configs, device, args, ddp=True))
+        except Exception as error:  # e.g. NCCL refused: the steps are still worth having
+            notes.append(f"training under DDP failed ({type(error).__name__}: {error}); its rows ran without DDP")
+            training.extend(run_training(configs, device, args, ddp=False))
+        return "(the table follows once the loader workers are measured)"
 
     with world_of_one(device) as backend:
         notes.append(f"process group backend: {backend!r}")
         part("collectives", lambda: collectives_table(collective_checks(device)))
-        part("training", lambda: training.extend(run_training(configs, device, args)) or "")
+        part("training", train)
         part("testing", lambda: testing_table(run_testing(configs, device, args)))
     part("blocks", lambda: block_tables(args))
 
@@ -533,8 +546,12 @@ def main(args: argparse.Namespace) -> None:
     args.batch = per_gpu_batch(configs, args)
     if args.tiny:
         args.rounds = min(args.rounds, 2)
-    sections, notes = _sections(args, configs)
-    body = render(args, sections, notes, time.perf_counter() - start, others_cpu_share(start_cpu, cpu_snapshot()))
-    print(body)
-    if args.out is not None:
-        update_section(args.out, f"gpu-{args.device.type}", body)
+    def publish(sections: Dict[str, str], notes: List[str], final: bool = False) -> str:
+        elapsed, share = time.perf_counter() - start, others_cpu_share(start_cpu, cpu_snapshot())
+        body = render(args, sections, notes + ([] if final else ["(partial: the run had not finished)"]), elapsed, share)
+        if args.out is not None:
+            update_section(args.out, f"gpu-{args.device.type}", body)
+        return body
+
+    sections, notes = _sections(args, configs, publish)
+    print(publish(sections, notes, final=True))
