@@ -92,7 +92,7 @@ def test_training_rows_cover_precisions_and_formats_with_close_losses(report):
         assert _positive(row["first loss"]) and row["loss check"] == "ok"
         assert int(row["loader workers needed"]) >= 1
         if row["rel. diff to fp32"] != "-":
-            assert float(row["rel. diff to fp32"]) <= (5e-2 if row["precision"] == "bf16" else 1e-3)
+            assert float(row["rel. diff to fp32"]) <= (5e-2 if row["precision"] == "bf16" else 2e-3)
     assert "fp16 rows skipped" in report[1] and "SyncBatchNorm row skipped" in report[1]
 
 
