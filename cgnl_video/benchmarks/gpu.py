@@ -554,6 +554,8 @@ def main(args: argparse.Namespace) -> None:
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 or du.is_distributed():
         raise SystemExit("tools/benchmark.py gpu runs in one process (its own world-size-1 group), not under torchrun")
     start, start_cpu = time.perf_counter(), cpu_snapshot()
+    if args.device.type == "cuda" and args.device.index is None:  # torch.cuda.set_device needs the index
+        args.device = torch.device("cuda", torch.cuda.current_device())
     configs = load_configs(args)
     args.batch = per_gpu_batch(configs, args)
     if args.tiny:
