@@ -31,25 +31,22 @@ only), so that a test keeps the command working before a GPU runs it.
 """
 
 import argparse
-import contextlib
 import datetime
 import math
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
-import torch.distributed as dist
-import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cgnl_video.benchmarks import blocks, data, markdown_table, update_section
+from cgnl_video.benchmarks.collectives import collective_checks, collectives_table, world_of_one
 from cgnl_video.benchmarks.timing import (
     Measurement,
     cpu_snapshot,
@@ -77,7 +74,6 @@ MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last_3d": tor
 # cuDNN's TF32 convolutions, PyTorch's default on GPUs that have them).
 LOSS_TOLERANCE = {"fp32": 2e-3, "fp16": 1e-2, "bf16": 5e-2}
 TARGET_S = 300.0
-GROUP_TIMEOUT_S = 60
 # --tiny: R18 at width 8, 8 frames of 32 px, one non-local block in res3 and res4. 8 frames, not 4:
 # with 4, res3-res5 run at T = 2, where torch 2.14.1's CPU bf16 Conv3d weight gradient of a
 # temporal kernel 3 is wrong (NaN / 1e26 against fp32's ~20; T = 3 and 4 are right), so bf16 steps
@@ -97,112 +93,6 @@ LOADER_ITEMS = 4
 # Blocks table: (shapes, channels, groups).
 TINY_BLOCKS = ([(2, 4, 4)], [32], 2)
 CPU = torch.device("cpu")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def world_of_one(device: torch.device) -> Iterator[str]:
-    """The engine's process group (:func:`~cgnl_video.engine.distributed.backend_config`) at world
-    size 1, joined through the torchrun environment variables (restored on exit); yields the
-    group's backend string."""
-    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0", "LOCAL_RANK": "0",
-           "WORLD_SIZE": "1"}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        # A collective that hangs raises after this instead of using up a GPU session.
-        dist.init_process_group(backend=du.backend_config(device.type == "cuda"),
-                                timeout=datetime.timedelta(seconds=GROUP_TIMEOUT_S))
-        yield dist.get_backend_config()
-    finally:
-        du.cleanup()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    backend: str
-    ok: bool
-    detail: str
-
-
-def _backend_of(device_type: str, config: str) -> str:
-    if ":" not in config:
-        return config
-    return dict(pair.split(":") for pair in config.split(","))[device_type]
-
-
-def _all_reduce(device: torch.device) -> Tuple[bool, str]:
-    tensor = torch.arange(6, dtype=torch.float32, device=device)
-    total = du.all_reduce_sum(tensor)
-    ok = torch.equal(total, torch.arange(6, dtype=torch.float32, device=device)) and total is not tensor
-    return ok, f"sum of [0..5] on {device.type} = its input, returned as a new tensor"
-
-
-def _gather_lists(device: torch.device) -> Tuple[bool, str]:
-    items = [3, "a.mp4", {"reason": "x"}, torch.arange(4)]
-    gathered = du.gather_lists(items)
-    ok = gathered[:3] == items[:3] and torch.equal(gathered[3], items[3]) and len(gathered) == 4
-    return ok, "values and a tensor come back in order (torch.save bytes through all_gather_object)"
-
-
-def _broadcast_buffers(device: torch.device) -> Tuple[bool, str]:
-    norm = nn.BatchNorm3d(4).to(device)
-    norm.running_mean.uniform_()
-    expected = [buffer.clone() for buffer in norm.buffers()]
-    du.broadcast_buffers(norm)
-    ok = all(torch.equal(a, b) for a, b in zip(norm.buffers(), expected))
-    return ok, f"BatchNorm3d's {len(expected)} buffers on {device.type} kept (rank 0's)"
-
-
-def _barrier(device: torch.device) -> Tuple[bool, str]:
-    du.barrier()
-    return True, "returned"
-
-
-def _device_check(device: torch.device) -> Tuple[bool, str]:
-    config = dist.get_backend_config()
-    du.check_collective_device(torch.zeros(1, device=device), config)
-    try:
-        du.check_collective_device(torch.zeros(1, device="meta"), config)
-    except RuntimeError:
-        return True, f"a {device.type} tensor accepted by {config!r}, a meta tensor refused"
-    return False, "a meta tensor was not refused"
-
-
-def _group_state(device: torch.device) -> Tuple[bool, str]:
-    state = (du.is_distributed(), du.world_size(), du.rank(), du.is_main_process())
-    return state == (True, 1, 0, True), f"is_distributed, world_size, rank, is_main_process = {state}"
-
-
-def collective_checks(device: torch.device) -> List[Check]:
-    """Each engine collective once, on the CPU and on ``device``; a failure is a failed check."""
-    config = dist.get_backend_config()
-    places = [CPU] if device.type == "cpu" else [CPU, device]
-    cases: List[Tuple[str, torch.device, Callable]] = [("group state", CPU, _group_state)]
-    cases += [("all_reduce_sum", place, _all_reduce) for place in places]
-    cases += [("gather_lists", CPU, _gather_lists), ("broadcast_buffers", device, _broadcast_buffers),
-              ("barrier", CPU, _barrier), ("check_collective_device", device, _device_check)]
-    checks = []
-    for name, place, run in cases:
-        try:
-            ok, detail = run(place)
-        except Exception as error:  # reported, so that one failure does not hide the rest
-            ok, detail = False, f"{type(error).__name__}: {error}"
-        checks.append(Check(name, _backend_of(place.type, config), ok, detail))
-    return checks
 
 
 class LayoutNormalizer(InputNormalizer):
@@ -416,11 +306,6 @@ def testing_table(results: Dict[Row, Tuple[Measurement, int, bool]]) -> str:
              format_ms(m.median_s), _mib(m.peak_bytes), "ok" if finite else "FAILED", len(m.samples_s)]
             for row, (m, views, finite) in results.items()]
     return markdown_table(headers, rows)
-
-
-def collectives_table(checks: List[Check]) -> str:
-    rows = [[check.name, check.backend, "ok" if check.ok else "FAILED", check.detail] for check in checks]
-    return markdown_table(["collective", "backend", "check", "what was checked"], rows)
 
 
 def load_configs(args) -> Dict[str, object]:
