@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Benchmarks, one subcommand each: ``python tools/benchmark.py {blocks,data,decoding,export,timeline} [-h] ...``.
+"""Benchmarks, one subcommand each: ``python tools/benchmark.py {blocks,data,decoding,export,gpu,timeline} [-h] ...``.
 
 ``blocks``: the CGNL block against its floor and the NL block (``cgnl_video.benchmarks.blocks``);
 ``data``: the input pipeline (``cgnl_video.benchmarks.data``); ``decoding``: the decoding
 watchdog's overhead (``cgnl_video.benchmarks.decoding``); ``export``: eager PyTorch against the
-ONNX and TorchScript files (``cgnl_video.benchmarks.export``); ``timeline``: long videos' memory and
-speed (``cgnl_video.benchmarks.timeline``). Each module registers its
+ONNX and TorchScript files (``cgnl_video.benchmarks.export``); ``gpu``: one GPU's check of the
+engine, or ``--device cpu --tiny`` (``cgnl_video.benchmarks.gpu``); ``timeline``: long videos'
+memory and speed (``cgnl_video.benchmarks.timeline``). Each module registers its
 own subparser; see ``cgnl_video/benchmarks/__init__.py``.
 """
 
@@ -16,7 +17,7 @@ import sys
 from types import ModuleType
 from typing import List, Optional
 
-SUBCOMMANDS = ("blocks", "data", "decoding", "export", "timeline")
+SUBCOMMANDS = ("blocks", "data", "decoding", "export", "gpu", "timeline")
 
 
 def benchmark_module(name: str) -> Optional[ModuleType]:

@@ -18,6 +18,10 @@ of 256) unless ``--set`` overrides it:
    fewer than float32 views.
 3. a 1080p H.264 video (written with ``write_video``): a train clip decoded at full size
    and straight to the transforms' largest short side, raw and through the dataset.
+
+Comparisons 1 and 2 also run a peer on the same videos: pytorchvideo's ``LabeledVideoDataset``
+(PyAV, its Kinetics recipe's transforms; :mod:`cgnl_video.benchmarks.pytorchvideo_peer`),
+which returns float32 clips.
 """
 
 import argparse
@@ -35,7 +39,7 @@ import decord
 import numpy as np
 import torch
 
-from cgnl_video.benchmarks import markdown_table, update_section
+from cgnl_video.benchmarks import markdown_table, pytorchvideo_peer, update_section
 from cgnl_video.benchmarks.timing import machine_description
 from cgnl_video.benchmarks.timing import Measurement, measure
 from cgnl_video.config import get_cfg
@@ -88,8 +92,12 @@ def raw_random_clips(paths: Sequence[str], cfg, size=(-1, -1)) -> Callable[[], N
     return call
 
 
+PEER = "pytorchvideo LabeledVideoDataset (PyAV, float32)"
+
+
 def train_candidates(paths: Sequence[str], cfg, dataset: VideoDataset) -> Candidates:
-    return {"raw decord get_batch": raw_random_clips(paths, cfg), "dataset train item": every_item(dataset)}
+    return {"raw decord get_batch": raw_random_clips(paths, cfg), "dataset train item": every_item(dataset),
+            f"{PEER} train clip": pytorchvideo_peer.train_clips(paths, cfg)}
 
 
 def _test_clips(num_frames: int, cfg) -> List[List[int]]:
@@ -122,6 +130,7 @@ def multiview_candidates(paths: Sequence[str], cfg, dataset: VideoDataset) -> Ca
         "raw decord, K clips one by one (a reader each)": clips_one_by_one,
         "dataset decode only (open + get of the union)": dataset_decode,
         "dataset test item (decode + K x S views)": every_item(dataset),
+        f"{PEER} test item (K clips x S crops)": pytorchvideo_peer.test_items(paths, cfg),
         "float32 zeros of a test item's size (float views would write this)": lambda: [
             torch.zeros(dataset.views.failed_shape) for _ in paths
         ],
@@ -133,15 +142,15 @@ def _full_size_open(path: str, short_side=None, decoder: VideoDecoder = None):
     return decoder.open(path, None)
 
 
-def write_hd_video(path: str, num_frames: int) -> None:
-    """A 1920x1080 H.264 video of moving sine gratings (real texture for the codec)."""
-    x, y = np.arange(1920, dtype=np.float32), np.arange(1080, dtype=np.float32)[:, None]
-    frames = np.empty((num_frames, 1080, 1920, 3), dtype=np.uint8)
+def write_grating_video(path: str, num_frames: int, width: int = 1920, height: int = 1080, fps: int = 25) -> None:
+    """A ``width`` x ``height`` H.264 video of moving sine gratings (real texture for the codec)."""
+    x, y = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)[:, None]
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     for t in range(num_frames):
         for channel, period in enumerate((37.0, 53.0, 71.0)):
             wave = np.sin((x + 6 * t) / period) + np.sin((y - 4 * t) / (period * 1.3))
             frames[t, ..., channel] = (127.5 + 63 * wave).astype(np.uint8)
-    write_video(path, frames)
+    write_video(path, frames, fps)
 
 
 def hd_candidates(path: str, cfg, dataset: VideoDataset, full_size: VideoDataset) -> Candidates:
@@ -180,6 +189,8 @@ def render(args, cfg, train, test, hd, test_shape, elapsed_s: float) -> str:
     union = "raw decord, union of the K clips in one get_batch"
     test_ratio = test["dataset test item (decode + K x S views)"].median_s / test[union].median_s
     decode_ratio = test["dataset decode only (open + get of the union)"].median_s / test[union].median_s
+    peer_train = train[f"{PEER} train clip"].median_s / train["dataset train item"].median_s
+    peer_test = test[f"{PEER} test item (K clips x S crops)"].median_s / test["dataset test item (decode + K x S views)"].median_s
     data, views = cfg.DATA, cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     item_bytes = math.prod(test_shape)  # uint8
     float_bytes = 4 * item_bytes
@@ -204,7 +215,9 @@ def render(args, cfg, train, test, hd, test_shape, elapsed_s: float) -> str:
         f"- test item time / one-pass union decode = {test_ratio:.2f} (<= {TARGET_TEST_RATIO}: "
         f"{_verdict(test_ratio <= TARGET_TEST_RATIO)}); its decoding alone: {decode_ratio:.2f}\n"
         f"- loader memory per test item: {item_bytes / 2**20:.1f} MiB of uint8 views, against "
-        f"{float_bytes / 2**20:.1f} MiB as float32 (4x smaller: met)",
+        f"{float_bytes / 2**20:.1f} MiB as float32 (4x smaller: met)\n"
+        f"- lead over pytorchvideo's LabeledVideoDataset (issue 15: keep it): it takes {peer_train:.2f}x the "
+        f"dataset's time per train clip and {peer_test:.2f}x per test item",
     ])
 
 
@@ -249,7 +262,7 @@ def main(args: argparse.Namespace) -> None:
         test = _measure("test items", multiview_candidates(args.videos, cfg, datasets["test"]), args)
         hd_path = os.path.join(folder, "hd", "1080p.mp4")
         os.makedirs(os.path.dirname(hd_path))
-        write_hd_video(hd_path, args.hd_frames)
+        write_grating_video(hd_path, args.hd_frames)
         hd_set = make_datasets(cfg, [hd_path], os.path.dirname(hd_path))["train"]
         full_size = build_dataset(cfg, "train", hd_set.records)
         full_size.opener = functools.partial(_full_size_open, decoder=build_decoder(cfg))
