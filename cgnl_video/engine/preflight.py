@@ -4,7 +4,7 @@
 classes.txt against ``MODEL.NUM_CLASSES``, the list files (present, UTF-8, well formed, not
 empty), the global training batch against the training set and its split over processes and
 accumulation steps, the checkpoint files named by the config. Messages read
-``FILE: KEY=value: reason`` (:class:`~cgnl_video.config.loading.ConfigError`).
+``FILE: KEY=value: reason`` (:class:`~cgnl_video.errors.ConfigError`).
 """
 
 import os
