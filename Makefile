@@ -14,7 +14,9 @@ $(STAMP): setup.py constraints.txt
 
 install: $(STAMP)
 
+# Lint first (ruff.toml), then every test; `-m "not slow"` skips the multi-process and layout ones.
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 
 # The synthetic motion dataset, I3D R18 + 2 CGNL blocks trained on it, multi-view test.

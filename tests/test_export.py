@@ -12,16 +12,15 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
+from conftest import tiny_opts
 
 from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset
-from cgnl_video.inference import export
 from cgnl_video.engine.checkpoint import find_test_checkpoint, load_for_test
 from cgnl_video.engine.inputs import build_normalizer
+from cgnl_video.inference import export
 from cgnl_video.models import CGNLBlock, NonLocalBlock, build_model
-
-from conftest import tiny_opts
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
