@@ -11,22 +11,13 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_opts
+from conftest import ROOT, TOOLS, tiny_opts
+from conftest import run_tool as run
 
 from cgnl_video.datasets.decoders import open_video
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-TOOLS = os.path.join(ROOT, "tools")
-CONFIG_STUB = os.path.join(ROOT, "configs", "demo", "synthetic_cgnl.yaml")
-
-
-def run(tool, opts, check=True):
-    result = subprocess.run([sys.executable, os.path.join(TOOLS, tool), *opts],
-                            capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+CONFIG_STUB = str(ROOT / "configs" / "demo" / "synthetic_cgnl.yaml")
 
 
 def records(output_dir, kind):
@@ -38,9 +29,8 @@ def model_state(output_dir, epoch):
     return load_file(checkpoint_path(output_dir, epoch))["model"]
 
 
-def test_train_resume_and_multiview_test(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1}))
+def test_train_resume_and_multiview_test(trained_run, data_dir, tmp_path):
+    out = trained_run.copy(tmp_path / "run").out  # 1 epoch, validated
     assert os.path.exists(checkpoint_path(out, 1))
     resumed = run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 2}))
     assert "resumed from" in resumed.stderr and "checkpoint_epoch_00001" in resumed.stderr
@@ -75,9 +65,8 @@ def test_train_resume_and_multiview_test(data_dir, tmp_path):
         assert written.num_frames == source.num_frames
 
 
-def test_test_reports_undecodable_videos(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+def test_test_reports_undecodable_videos(trained_run, data_dir, tmp_path):
+    out = trained_run.copy(tmp_path / "run").out
     broken = tmp_path / "data"
     shutil.copytree(data_dir, broken)
     victim = open(broken / "test.csv").readline().split()[0]
@@ -135,10 +124,9 @@ def test_num_classes_inconsistent_with_classes_txt(data_dir, tmp_path):
     assert not os.path.exists(os.path.join(out, "checkpoints"))
 
 
-def test_other_head_shapes_fine_tune_but_do_not_test(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    scratch = run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
-    assert "training from scratch: neither TRAIN.CHECKPOINT_FILE_PATH" in scratch.stderr
+def test_other_head_shapes_fine_tune_but_do_not_test(trained_run, data_dir, tmp_path):
+    assert "training from scratch: neither TRAIN.CHECKPOINT_FILE_PATH" in trained_run.stderr
+    out = trained_run.copy(tmp_path / "run").out
     three = tmp_path / "three"
     shutil.copytree(data_dir, three)
     (three / "classes.txt").write_text("a\nb\nc\n")
@@ -154,9 +142,8 @@ def test_other_head_shapes_fine_tune_but_do_not_test(data_dir, tmp_path):
     assert model_state(fine_tuned, 1)["blocks.6.proj.weight"].shape == (3, 64)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(trained_run, data_dir, tmp_path):
+    out = trained_run.copy(tmp_path / "run").out
     before = open(checkpoint_path(out, 1), "rb").read()
     result = run("train_net.py", tiny_opts(data_dir, out, **{
         "SOLVER.MAX_EPOCH": 2, "TRAIN.EVAL_PERIOD": 0, "SOLVER.BASE_LR": 1e30}), check=False)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import tiny_opts
 
 from cgnl_video import Recognizer
 from cgnl_video.errors import ConfigError
@@ -23,19 +22,8 @@ def tool(name, args):
                           timeout=600)
 
 
-@pytest.fixture(scope="module")
-def trained_run(data_dir, tmp_path_factory):
-    """A 1-epoch tiny run, tested by test_net: (OUTPUT_DIR, options)."""
-    out = str(tmp_path_factory.mktemp("recognizer") / "run")
-    opts = tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0})
-    for name in ("train_net.py", "test_net.py"):
-        result = tool(name, opts)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return out, opts
-
-
-def test_predictions_are_those_of_test_net(trained_run):
-    out, _ = trained_run
+def test_predictions_are_those_of_test_net(tested_run):
+    out = tested_run.out
     recognizer = Recognizer.from_run(out)
     assert recognizer.class_names == ["move_left", "move_right"]  # saved in the checkpoint
     with open(os.path.join(out, "predictions.csv")) as handle:
@@ -51,7 +39,7 @@ def test_predictions_are_those_of_test_net(trained_run):
 
 
 def test_decoded_frames_give_the_same_prediction_as_the_file(trained_run, data_dir):
-    recognizer = Recognizer.from_run(trained_run[0])
+    recognizer = Recognizer.from_run(trained_run.out)
     path = os.path.join(data_dir, open(os.path.join(data_dir, "test.csv")).readline().split()[0])
     with open_video(path) as video:
         frames, fps = video.get(range(video.num_frames)), video.fps
@@ -63,7 +51,7 @@ def test_decoded_frames_give_the_same_prediction_as_the_file(trained_run, data_d
 
 
 def test_features_are_the_classifier_input(trained_run, data_dir):
-    out, _ = trained_run
+    out = trained_run.out
     one_view = ["TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1"]
     recognizer = Recognizer.from_run(out, overrides=one_view)
     path = os.path.join(data_dir, open(os.path.join(data_dir, "test.csv")).readline().split()[0])
@@ -81,7 +69,7 @@ def test_from_run_needs_a_run(tmp_path):
 
 
 def test_predict_tool_takes_folders_and_lists_and_reports_failures_per_video(trained_run, data_dir, tmp_path):
-    out, opts = trained_run
+    out = trained_run.out
     folder = tmp_path / "videos"
     shutil.copytree(os.path.join(data_dir, "videos"), folder)
     (folder / "move_left" / "broken.mp4").write_bytes(b"not a video")
@@ -103,4 +91,4 @@ def test_predict_tool_takes_folders_and_lists_and_reports_failures_per_video(tra
 
 def test_a_missing_video_raises_decode_error(trained_run):
     with pytest.raises(DecodeError, match="nothing.mp4"):
-        Recognizer.from_run(trained_run[0]).predict("nothing.mp4")
+        Recognizer.from_run(trained_run.out).predict("nothing.mp4")
