@@ -117,12 +117,11 @@ class TinyRun(NamedTuple):
     opts: List[str]
     stderr: str
 
-    def copy(self, folder) -> "TinyRun":
-        """The run copied to ``folder`` (to resume or change it), its options writing there."""
+    def copy(self, folder, **extra) -> "TinyRun":
+        """The run copied to ``folder`` (to resume or change it), its options writing there, ``extra`` added."""
         shutil.copytree(self.out, folder)
-        opts = list(self.opts)
-        opts[opts.index("OUTPUT_DIR") + 1] = str(folder)
-        return self._replace(out=str(folder), opts=opts)
+        opts = {**dict(zip(self.opts[::2], self.opts[1::2])), "OUTPUT_DIR": folder, **extra}
+        return self._replace(out=str(folder), opts=[str(v) for kv in opts.items() for v in kv])
 
 
 @pytest.fixture(scope="session")
@@ -132,6 +131,13 @@ def trained_run(data_dir, tmp_path_factory) -> TinyRun:
     out = str(tmp_path_factory.mktemp("trained") / "run")
     opts = tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1})
     return TinyRun(out, opts, run_tool("train_net.py", opts).stderr)
+
+
+@pytest.fixture(scope="session")
+def resumed_run(trained_run, tmp_path_factory) -> TinyRun:
+    """``trained_run`` copied and resumed for its second epoch, validated too (``stderr``: the resume's)."""
+    run = trained_run.copy(tmp_path_factory.mktemp("resumed") / "run", **{"SOLVER.MAX_EPOCH": 2})
+    return run._replace(stderr=run_tool("train_net.py", run.opts).stderr)
 
 
 @pytest.fixture(scope="session")

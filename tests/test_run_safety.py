@@ -84,9 +84,8 @@ def test_resume_with_another_architecture_stops_before_writing(trained_run, data
     assert not os.path.exists(checkpoint_path(out, 2))
 
 
-def test_flipped_checkpoint_is_skipped_and_orphan_temp_files_removed(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **NO_EVAL))
+def test_flipped_checkpoint_is_skipped_and_orphan_temp_files_removed(resumed_run, data_dir, tmp_path):
+    out = resumed_run.copy(tmp_path / "run").out
     newest = checkpoint_path(out, 2)
     flip_tensor_bytes(newest)
     folder = os.path.dirname(newest)
