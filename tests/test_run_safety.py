@@ -50,6 +50,7 @@ def lock_holder(out):
     return json.loads(open(path).read() or "{}") if os.path.exists(path) else {}
 
 
+@pytest.mark.slow
 def test_one_run_per_output_dir_and_a_killed_runs_lock_is_taken_over(data_dir, tmp_path):
     out = str(tmp_path / "run")
     first = start("train_net.py", tiny_opts(data_dir, out, **NO_EVAL, **{  # its workers outlive a SIGKILL
