@@ -1,5 +1,6 @@
-"""Shared fixtures: tiny synthetic videos, bad files, real files, the tiny dataset, and one tiny
-trained run per session (``trained_run``, ``tested_run``) for the tests that only need a trained model."""
+"""Shared fixtures: tiny synthetic videos, bad files, real files, the tiny dataset, and one tiny run
+per session for the tests that only need a trained model (``trained_run``; resumed for a second
+epoch: ``resumed_run``; tested: ``tested_run``), read as they are or copied to be changed."""
 
 import os
 import shutil
