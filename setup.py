@@ -22,5 +22,5 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"export": EXPORT_REQUIRES, "test": ["pytest", *EXPORT_REQUIRES]},
+    extras_require={"export": EXPORT_REQUIRES, "test": ["pytest", "pytest-xdist", "ruff", *EXPORT_REQUIRES]},
 )

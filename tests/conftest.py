@@ -1,8 +1,14 @@
-"""Shared fixtures for the data pipeline tests: tiny synthetic videos, bad files, real files."""
+"""Shared fixtures: tiny synthetic videos, bad files, real files, the tiny dataset, and one tiny run
+per session for the tests that only need a trained model (``trained_run``; resumed for a second
+epoch: ``resumed_run``; tested: ``tested_run``), read as they are or copied to be changed."""
 
+import os
+import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
+from typing import List, NamedTuple
 
 import av
 import numpy as np
@@ -11,7 +17,9 @@ import pytest
 from cgnl_video.data_prep.synthetic import generate_dataset
 from cgnl_video.datasets.video_io import write_video
 
-SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
+TOOLS = str(ROOT / "tools")
 
 
 def _level(index: int) -> int:
@@ -92,6 +100,53 @@ def tiny_opts(data_dir, output_dir, **extra):
     }
     opts.update(extra)
     return [str(v) for kv in opts.items() for v in kv]
+
+
+def run_tool(tool: str, args, check: bool = True) -> subprocess.CompletedProcess:
+    """``python tools/TOOL ARGS`` in a fresh process, output captured; ``check``: it must succeed."""
+    result = subprocess.run([sys.executable, os.path.join(TOOLS, tool), *args], capture_output=True, text=True,
+                            timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+class TinyRun(NamedTuple):
+    """A finished tiny run: its ``OUTPUT_DIR``, the ``tiny_opts`` it ran with, train_net's stderr."""
+
+    out: str
+    opts: List[str]
+    stderr: str
+
+    def copy(self, folder, **extra) -> "TinyRun":
+        """The run copied to ``folder`` (to resume or change it), its options writing there, ``extra`` added."""
+        shutil.copytree(self.out, folder)
+        opts = {**dict(zip(self.opts[::2], self.opts[1::2])), "OUTPUT_DIR": folder, **extra}
+        return self._replace(out=str(folder), opts=[str(v) for kv in opts.items() for v in kv])
+
+
+@pytest.fixture(scope="session")
+def trained_run(data_dir, tmp_path_factory) -> TinyRun:
+    """One epoch of the tiny model on ``data_dir``, validated after it, trained once per session
+    for every test that only needs a trained run: read it; ``copy`` it to resume or change it."""
+    out = str(tmp_path_factory.mktemp("trained") / "run")
+    opts = tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1})
+    return TinyRun(out, opts, run_tool("train_net.py", opts).stderr)
+
+
+@pytest.fixture(scope="session")
+def resumed_run(trained_run, tmp_path_factory) -> TinyRun:
+    """``trained_run`` copied and resumed for its second epoch, validated too (``stderr``: the resume's)."""
+    run = trained_run.copy(tmp_path_factory.mktemp("resumed") / "run", **{"SOLVER.MAX_EPOCH": 2})
+    return run._replace(stderr=run_tool("train_net.py", run.opts).stderr)
+
+
+@pytest.fixture(scope="session")
+def tested_run(trained_run, tmp_path_factory) -> TinyRun:
+    """``trained_run`` copied and tested by test_net (its predictions.csv and test_results.json)."""
+    run = trained_run.copy(tmp_path_factory.mktemp("tested") / "run")
+    run_tool("test_net.py", run.opts)
+    return run
 
 
 def free_port() -> int:

@@ -87,20 +87,15 @@ def test_response_display_and_strongest_positions():
     assert shown[0, 0, 0, 0] == 1.0  # the largest magnitude (-4) maps to 1
 
 
-def test_visualize_tool_writes_a_grid_and_a_gif_per_block(data_dir, tmp_path):
+def test_visualize_tool_writes_a_grid_and_a_gif_per_block(trained_run, data_dir, tmp_path):
     import os
     import subprocess
     import sys
 
-    from conftest import tiny_opts
     from PIL import Image
 
     tools = os.path.join(os.path.dirname(__file__), "..", "tools")
-    out = str(tmp_path / "run")
-    opts = tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0})
-    trained = subprocess.run([sys.executable, os.path.join(tools, "train_net.py"), *opts],
-                             capture_output=True, text=True, timeout=600)
-    assert trained.returncode == 0, trained.stderr[-2000:]
+    opts = trained_run.copy(tmp_path / "run").opts  # visualize writes into OUTPUT_DIR/attention_maps
     video = os.path.join(data_dir, open(os.path.join(data_dir, "test.csv")).readline().split()[0])
     shown = subprocess.run([sys.executable, os.path.join(tools, "visualize.py"), video, "--queries", "2", *opts],
                            capture_output=True, text=True, timeout=600)

@@ -7,7 +7,8 @@ from cgnl_video.datasets.batching import GlobalBatchSampler, ShardBatchSampler, 
 
 def global_batches(num_items, batch, world_size, accumulation, seed=0, epoch=0):
     """Per optimiser step, the items of all processes' micro-batches, micro-batch m = a * W + r."""
-    samplers = [GlobalBatchSampler(num_items, batch, world_size, rank, accumulation, seed) for rank in range(world_size)]
+    samplers = [GlobalBatchSampler(num_items, batch, world_size, rank, accumulation, seed)
+                for rank in range(world_size)]
     per_rank = []
     for sampler in samplers:
         sampler.set_epoch(epoch)

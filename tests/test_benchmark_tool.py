@@ -1,11 +1,15 @@
-"""``tools/benchmark.py`` and ``cgnl_video.benchmarks``: timing helper, report section, ``blocks``.
+"""``tools/benchmark.py`` and ``cgnl_video.benchmarks``: timing helper, report section, every subcommand.
 
 No timing assertions: only the structure of what is measured and written.
 """
 
 import importlib.util
+import itertools
+import math
 import stat
 import statistics
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -200,3 +204,76 @@ def test_timeline_scores_both_videos_in_fresh_processes_and_reports_the_rss_rati
     ratio = float(text.split("Peak RSS long / short = ")[1].split(" ")[0])
     assert ratio == pytest.approx(rss[1] / rss[0], abs=0.01) and all(value > 50 for value in rss)
     assert "<!-- timeline-cpu:begin -->" in text
+
+
+def run_benchmark(*args):
+    """``python tools/benchmark.py ARGS`` in a fresh process (``data`` and ``decoding`` set the
+    torch threads to 1, as in a loader worker): its stdout."""
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def table_rows(text, header):
+    """The body rows (lists of cells) of the Markdown table whose header line starts with ``header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = itertools.takewhile(lambda line: line.startswith("|"), lines[start + 2:])
+    return [row.strip("| ").split(" | ") for row in rows]
+
+
+def positive(cell):
+    value = float(cell)
+    return math.isfinite(value) and value > 0
+
+
+def test_data_compares_the_dataset_with_raw_decord_on_every_table(make_video, tmp_path):
+    videos = [make_video("a.mp4", num_frames=32), make_video("b.mp4", num_frames=24)]
+    out = tmp_path / "PERFORMANCE.md"
+    printed = run_benchmark("data", "--videos", *videos, "--hd-frames", "4", "--rounds", "3", "--budget", "0",
+                            "--out", str(out), "--set", "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "2",
+                            "DATA.TRAIN_JITTER_SCALES", "[32,40]", "DATA.TRAIN_CROP_SIZE", "32",
+                            "DATA.TEST_CROP_SIZE", "32", "TEST.NUM_ENSEMBLE_VIEWS", "2")
+    text = out.read_text()
+    assert printed.strip() in text and "<!-- data-cpu:begin -->" in text
+    assert "T = 4 frames at stride 2" in text and "test K = 2 clips x S = 3 crops of 32" in text
+    tables = {
+        "|  | ms / clip | clips / s | time / raw decord get_batch |":
+            ["raw decord get_batch", "dataset train item"],
+        "|  | ms / item | items / s |": [
+            "raw decord, union of the K clips in one get_batch", "raw decord, K clips one by one (a reader each)",
+            "dataset decode only (open + get of the union)", "dataset test item (decode + K x S views)",
+            "float32 zeros of a test item's size (float views would write this)"],
+        "|  | ms / clip | clips / s | time / raw decord get_batch, 1920x1080 |": [
+            "raw decord get_batch, 1920x1080", "raw decord get_batch, decoded to 71x40",
+            "dataset train item, full-size decode", "dataset train item, decoded to 71x40 (default)"],
+    }
+    for header, names in tables.items():
+        rows = table_rows(text, header)
+        assert [row[0] for row in rows] == names
+        # ms and time ratios (rounded: the float32 zeros may show 0.00), rates; the reference; 3 rounds
+        assert all(math.isfinite(float(row[c])) and float(row[c]) >= 0 for row in rows for c in (1, 3)), rows
+        assert all(positive(row[2]) for row in rows), rows
+        assert rows[0][3] == "1.00" and all(row[4] == "3" for row in rows)
+    targets = text.split("Targets (issue 8):\n")[1].splitlines()
+    assert [line.split(" = ")[0] for line in targets[:2]] == [
+        "- dataset train clips/s / raw decord clips/s", "- test item time / one-pass union decode"]
+    assert all(positive(line.split(" = ")[1].split(" ")[0]) for line in targets[:2])
+    # uint8 views of 2 clips x 3 crops x 3 x 4 x 32 x 32 against float32
+    assert "0.1 MiB of uint8 views, against 0.3 MiB as float32" in targets[2]
+
+
+def test_decoding_times_the_guard_and_counts_the_failed_clips(make_video, bad_videos):
+    videos = [make_video("a.mp4", num_frames=32), make_video("b.mp4", num_frames=24)]
+    printed = run_benchmark("decoding", "--videos", *videos, "--undecodable", bad_videos["text"],
+                            "--items", "6", "--rounds", "3", "--budget", "0")
+    timed = table_rows(printed, "| train clip | ms / clip | rounds |")
+    assert [row[0] for row in timed] == ["in process (DATA.DECODE_TIMEOUT 0)", "guarded (child process, pipe)"]
+    assert all(positive(row[1]) and row[2] == "3" for row in timed)
+    assert positive(printed.split("guarded / in process: ")[1].split("x")[0])
+    memory = table_rows(printed, "| 6 clips, 1 in 3 undecodable |")
+    assert [(row[0], row[3]) for row in memory] == [("in process", "2"), ("guarded", "2")]
+    assert memory[0][2] == "-"  # no child process without the guard
+    for row in memory:
+        assert all(positive(mib) for cell in row[1:3] if cell != "-" for mib in cell.split(" -> "))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cgnl_video.errors import ConfigError
 from cgnl_video.config import get_cfg, load_config
+from cgnl_video.errors import ConfigError
 
 
 def write(path, text):

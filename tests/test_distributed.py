@@ -14,6 +14,7 @@ from cgnl_video.engine.distributed import backend_config, check_collective_devic
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 
 
+@pytest.mark.slow
 def test_two_processes_see_disjoint_data_and_end_with_identical_weights(data_dir, tmp_path):
     report = tmp_path / "report.json"
     out = str(tmp_path / "run")

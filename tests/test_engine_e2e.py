@@ -11,22 +11,16 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_opts
+from conftest import ROOT, TOOLS, tiny_opts
+from conftest import run_tool as run
 
 from cgnl_video.datasets.decoders import open_video
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
-TOOLS = os.path.join(ROOT, "tools")
-CONFIG_STUB = os.path.join(ROOT, "configs", "demo", "synthetic_cgnl.yaml")
-
-
-def run(tool, opts, check=True):
-    result = subprocess.run([sys.executable, os.path.join(TOOLS, tool), *opts],
-                            capture_output=True, text=True, timeout=600)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+CONFIG_STUB = str(ROOT / "configs" / "demo" / "synthetic_cgnl.yaml")
+# 3 epochs, the learning rate x 0.1 after epoch 1 and x 0.01 after epoch 2 (a schedule to restore on resume).
+STEPPED = {"SOLVER.MAX_EPOCH": 3, "TRAIN.EVAL_PERIOD": 0, "SOLVER.LR_POLICY": "steps",
+           "SOLVER.STEPS": "[1, 2]", "SOLVER.LRS": "[0.1, 0.01]"}
 
 
 def records(output_dir, kind):
@@ -38,12 +32,10 @@ def model_state(output_dir, epoch):
     return load_file(checkpoint_path(output_dir, epoch))["model"]
 
 
-def test_train_resume_and_multiview_test(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1}))
+def test_train_resume_and_multiview_test(resumed_run, data_dir, tmp_path):
+    out = resumed_run.copy(tmp_path / "run").out  # 1 epoch, then resumed for the second
     assert os.path.exists(checkpoint_path(out, 1))
-    resumed = run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 2}))
-    assert "resumed from" in resumed.stderr and "checkpoint_epoch_00001" in resumed.stderr
+    assert "resumed from" in resumed_run.stderr and "checkpoint_epoch_00001" in resumed_run.stderr
     assert [r["epoch"] for r in records(out, "train_epoch")] == [1, 2]
     assert [r["epoch"] for r in records(out, "val")] == [1, 2]
     for name in ("config.yaml", "training_curves.png"):
@@ -75,9 +67,8 @@ def test_train_resume_and_multiview_test(data_dir, tmp_path):
         assert written.num_frames == source.num_frames
 
 
-def test_test_reports_undecodable_videos(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+def test_test_reports_undecodable_videos(trained_run, data_dir, tmp_path):
+    out = trained_run.copy(tmp_path / "run").out
     broken = tmp_path / "data"
     shutil.copytree(data_dir, broken)
     victim = open(broken / "test.csv").readline().split()[0]
@@ -89,12 +80,18 @@ def test_test_reports_undecodable_videos(data_dir, tmp_path):
     assert results["failed"][0]["path"].endswith(victim) and results["failed"][0]["reason"]
 
 
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(data_dir, tmp_path):
-    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-    opts = dict(**{"SOLVER.MAX_EPOCH": 3, "TRAIN.EVAL_PERIOD": 0})
-    run("train_net.py", tiny_opts(data_dir, straight, **opts))
+@pytest.fixture(scope="module")
+def three_epochs(data_dir, tmp_path_factory):
+    """The OUTPUT_DIR of 3 epochs without validation, on the ``STEPPED`` schedule."""
+    out = str(tmp_path_factory.mktemp("three_epochs") / "run")
+    run("train_net.py", tiny_opts(data_dir, out, **STEPPED))
+    return out
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(three_epochs, data_dir, tmp_path):
+    straight, killed = three_epochs, str(tmp_path / "killed")
     process = subprocess.Popen([sys.executable, os.path.join(TOOLS, "train_net.py"),
-                                *tiny_opts(data_dir, killed, **opts)],
+                                *tiny_opts(data_dir, killed, **STEPPED)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stats = os.path.join(killed, "stats.jsonl")
     deadline = time.time() + 300
@@ -106,7 +103,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(data_dir, tmp_pa
     process.wait()
     assert os.path.exists(checkpoint_path(killed, 1))
     assert not os.path.exists(checkpoint_path(killed, 2)), "killed too late: epoch 2 completed"
-    resumed = run("train_net.py", tiny_opts(data_dir, killed, **opts))
+    resumed = run("train_net.py", tiny_opts(data_dir, killed, **STEPPED))
     assert "resumed from" in resumed.stderr
     expected, actual = model_state(straight, 3), model_state(killed, 3)
     assert expected.keys() == actual.keys()
@@ -114,9 +111,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(data_dir, tmp_pa
         assert torch.equal(expected[key], actual[key]), key
 
 
-def test_truncated_newest_checkpoint_falls_back_and_is_kept(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"TRAIN.EVAL_PERIOD": 0}))
+def test_truncated_newest_checkpoint_falls_back_and_is_kept(resumed_run, data_dir, tmp_path):
+    out = resumed_run.copy(tmp_path / "run").out
     newest = checkpoint_path(out, 2)
     with open(newest, "r+b") as handle:
         handle.truncate(1000)
@@ -135,10 +131,9 @@ def test_num_classes_inconsistent_with_classes_txt(data_dir, tmp_path):
     assert not os.path.exists(os.path.join(out, "checkpoints"))
 
 
-def test_other_head_shapes_fine_tune_but_do_not_test(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    scratch = run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
-    assert "training from scratch: neither TRAIN.CHECKPOINT_FILE_PATH" in scratch.stderr
+def test_other_head_shapes_fine_tune_but_do_not_test(trained_run, data_dir, tmp_path):
+    assert "training from scratch: neither TRAIN.CHECKPOINT_FILE_PATH" in trained_run.stderr
+    out = trained_run.copy(tmp_path / "run").out
     three = tmp_path / "three"
     shutil.copytree(data_dir, three)
     (three / "classes.txt").write_text("a\nb\nc\n")
@@ -154,9 +149,8 @@ def test_other_head_shapes_fine_tune_but_do_not_test(data_dir, tmp_path):
     assert model_state(fine_tuned, 1)["blocks.6.proj.weight"].shape == (3, 64)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(trained_run, data_dir, tmp_path):
+    out = trained_run.copy(tmp_path / "run").out
     before = open(checkpoint_path(out, 1), "rb").read()
     result = run("train_net.py", tiny_opts(data_dir, out, **{
         "SOLVER.MAX_EPOCH": 2, "TRAIN.EVAL_PERIOD": 0, "SOLVER.BASE_LR": 1e30}), check=False)
@@ -166,12 +160,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(data_dir, tmp_path)
     assert not os.path.exists(checkpoint_path(out, 2))
 
 
-def test_initialising_from_a_checkpoint_without_epoch_reset_continues_that_run(data_dir, tmp_path):
-    run_a, run_b = str(tmp_path / "a"), str(tmp_path / "b")
-    schedule = {"SOLVER.MAX_EPOCH": 3, "TRAIN.EVAL_PERIOD": 0, "SOLVER.LR_POLICY": "steps",
-                "SOLVER.STEPS": "[1, 2]", "SOLVER.LRS": "[0.1, 0.01]"}
-    run("train_net.py", tiny_opts(data_dir, run_a, **schedule))
-    continued = run("train_net.py", tiny_opts(data_dir, run_b, **schedule, **{
+def test_initialising_from_a_checkpoint_without_epoch_reset_continues_that_run(three_epochs, data_dir, tmp_path):
+    run_a, run_b = three_epochs, str(tmp_path / "b")
+    continued = run("train_net.py", tiny_opts(data_dir, run_b, **STEPPED, **{
         "TRAIN.CHECKPOINT_FILE_PATH": checkpoint_path(run_a, 1), "TRAIN.CHECKPOINT_EPOCH_RESET": False}))
     assert "continuing the run of" in continued.stderr and "from epoch 1" in continued.stderr
     assert [r["epoch"] for r in records(run_b, "train_epoch")] == [2, 3]

@@ -4,26 +4,22 @@ Parity runs on real decoded clips (the tiny synthetic dataset's val items, norma
 ``InputNormalizer``) at batch 1, 2 and 3: the batch dimension of the files is dynamic.
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
 import pytest
 import torch
 import torch.nn as nn
+from conftest import run_tool, tiny_opts
 
 from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset
-from cgnl_video.inference import export
 from cgnl_video.engine.checkpoint import find_test_checkpoint, load_for_test
 from cgnl_video.engine.normalize import build_normalizer
+from cgnl_video.inference import export
 from cgnl_video.models import CGNLBlock, NonLocalBlock, build_model
 
-from conftest import tiny_opts
-
-ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 MODELS = {
     "cgnl-dot": ["NONLOCAL.TYPE", "cgnl", "CGNL.KERNEL", "dot"],
@@ -140,21 +136,14 @@ def test_failed_export_leaves_no_file_and_keeps_the_old_one(data_dir, tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
-def test_tool_exports_the_newest_checkpoint_of_a_trained_run(data_dir, clips, tmp_path):
-    opts = tiny_opts(data_dir, str(tmp_path / "run"), **{"SOLVER.MAX_EPOCH": 1})
-    train = run_tool("tools/train_net.py", *opts)
-    assert train.returncode == 0, train.stderr[-2000:]
-    cfg = tiny_cfg(data_dir, tmp_path / "run")
+def test_tool_exports_the_newest_checkpoint_of_a_trained_run(trained_run, data_dir, clips, tmp_path):
+    opts = trained_run.opts
+    cfg = tiny_cfg(data_dir, trained_run.out)
     model = build_model(cfg).eval()
     load_for_test(model, find_test_checkpoint(cfg))
     for fmt in export.FORMATS:
         out = tmp_path / f"model.{fmt}"
-        result = run_tool("tools/export.py", "--format", fmt, "--out", str(out), *opts)
-        assert result.returncode == 0, result.stderr[-2000:]
+        result = run_tool("export.py", ["--format", fmt, "--out", str(out), *opts])
         assert f"from {find_test_checkpoint(cfg)}" in result.stdout
         diffs = max_diffs(export.load_exported(str(out), fmt), model, clips)
         assert max(diffs) <= TOLERANCE, f"{fmt}: {diffs}"
@@ -169,7 +158,7 @@ def test_tool_exports_the_newest_checkpoint_of_a_trained_run(data_dir, clips, tm
 def test_tool_bad_input_is_one_line_and_writes_nothing(args, out, message, data_dir, tmp_path):
     (tmp_path / "a_file").write_text("a file, not a folder")
     args = [arg.format(tmp=tmp_path) for arg in args] + ["--out", str(tmp_path / out)]
-    result = run_tool("tools/export.py", *args, *tiny_opts(data_dir, str(tmp_path / "run")))
+    result = run_tool("export.py", [*args, *tiny_opts(data_dir, str(tmp_path / "run"))], check=False)
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import time
 
+import faulty_videos
 import numpy as np
 import pytest
-
-import faulty_videos
 from conftest import tiny_opts
+
 from cgnl_video.datasets.decoders import BACKENDS, VideoDecoder, open_video
 from cgnl_video.datasets.video_io import write_video
 from cgnl_video.decoding.errors import DecodeError

@@ -59,6 +59,7 @@ def reference(data_dir, tmp_path_factory):
     return train(data_dir, out, 1, {}), out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LAYOUTS)
 def test_every_layout_trains_the_same_model(name, reference, data_dir, tmp_path):
     (expected, _), reference_dir = reference
@@ -78,6 +79,7 @@ def test_every_layout_trains_the_same_model(name, reference, data_dir, tmp_path)
     assert "global batch 4" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_reference_run_moved_the_weights(reference, data_dir, tmp_path):
     (trained, _), _ = reference
     # One epoch with another learning rate gives other weights: the tolerance can tell runs apart.

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cgnl_video.errors import ConfigError
 from cgnl_video.config import load_config
 from cgnl_video.engine.optim import build_optimizer, build_scheduler, lr_at_epoch
+from cgnl_video.errors import ConfigError
 from cgnl_video.models import NonLocalBlock, build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "MiniKinetics"

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import tiny_opts
 
 from cgnl_video import Recognizer
 from cgnl_video.errors import ConfigError
@@ -25,19 +24,8 @@ def tool(name, args):
                           timeout=600)
 
 
-@pytest.fixture(scope="module")
-def trained_run(data_dir, tmp_path_factory):
-    """A 1-epoch tiny run, tested by test_net: (OUTPUT_DIR, options)."""
-    out = str(tmp_path_factory.mktemp("recognizer") / "run")
-    opts = tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0})
-    for name in ("train_net.py", "test_net.py"):
-        result = tool(name, opts)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return out, opts
-
-
-def test_predictions_are_those_of_test_net(trained_run):
-    out, _ = trained_run
+def test_predictions_are_those_of_test_net(tested_run):
+    out = tested_run.out
     recognizer = Recognizer.from_run(out)
     assert recognizer.class_names == ["move_left", "move_right"]  # saved in the checkpoint
     with open(os.path.join(out, "predictions.csv")) as handle:
@@ -57,7 +45,7 @@ def first_test_video(data_dir) -> str:
 
 
 def test_decoded_frames_give_the_same_prediction_as_the_file(trained_run, data_dir):
-    recognizer = Recognizer.from_run(trained_run[0])
+    recognizer = Recognizer.from_run(trained_run.out)
     path = first_test_video(data_dir)
     with open_video(path) as video:
         frames, fps = video.get(range(video.num_frames)), video.fps
@@ -69,7 +57,7 @@ def test_decoded_frames_give_the_same_prediction_as_the_file(trained_run, data_d
 
 
 def test_features_are_the_classifier_input(trained_run, data_dir):
-    out, _ = trained_run
+    out = trained_run.out
     one_view = ["TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1"]
     recognizer = Recognizer.from_run(out, overrides=one_view)
     path = first_test_video(data_dir)
@@ -87,7 +75,7 @@ def test_from_run_needs_a_run(tmp_path):
 
 
 def test_predict_tool_takes_folders_and_lists_and_reports_failures_per_video(trained_run, data_dir, tmp_path):
-    out, opts = trained_run
+    out = trained_run.out
     folder = tmp_path / "videos"
     shutil.copytree(os.path.join(data_dir, "videos"), folder)
     (folder / "move_left" / "broken.mp4").write_bytes(b"not a video")
@@ -109,7 +97,7 @@ def test_predict_tool_takes_folders_and_lists_and_reports_failures_per_video(tra
 
 def test_a_missing_video_raises_decode_error(trained_run):
     with pytest.raises(DecodeError, match="nothing.mp4"):
-        Recognizer.from_run(trained_run[0]).predict("nothing.mp4")
+        Recognizer.from_run(trained_run.out).predict("nothing.mp4")
 
 
 HANG_TIMEOUT = 2  # DATA.DECODE_TIMEOUT of the hanging-input tests, seconds
@@ -123,7 +111,7 @@ def hanging_video(folder) -> str:
 
 
 def test_a_hanging_video_costs_the_recognizer_that_video_only(trained_run, data_dir, tmp_path):
-    recognizer = Recognizer.from_run(trained_run[0], overrides=["DATA.DECODE_TIMEOUT", str(HANG_TIMEOUT)])
+    recognizer = Recognizer.from_run(trained_run.out, overrides=["DATA.DECODE_TIMEOUT", str(HANG_TIMEOUT)])
     fifo, good = hanging_video(tmp_path), first_test_video(data_dir)
     timed_out = f"hangs.mp4: decoding timed out after {HANG_TIMEOUT} s"
     for call in (recognizer.predict, recognizer.fps, lambda path: list(recognizer.stream(path)),
@@ -133,12 +121,12 @@ def test_a_hanging_video_costs_the_recognizer_that_video_only(trained_run, data_
             call(fifo)
         assert time.monotonic() - start < HANG_TIMEOUT + 10  # the watchdog, not the file, ends it
         assert call(good)  # the next video is decoded by a new child process
-    assert [n for n, _ in recognizer.predict(good)] == [n for n, _ in Recognizer.from_run(trained_run[0]).predict(good)]
+    assert [n for n, _ in recognizer.predict(good)] == [n for n, _ in Recognizer.from_run(trained_run.out).predict(good)]
 
 
 def test_predict_tool_reports_a_hanging_video_in_one_line_and_goes_on(trained_run, data_dir, tmp_path):
     fifo, good = hanging_video(tmp_path), first_test_video(data_dir)
-    result = tool("predict.py", ["--run", trained_run[0], fifo, good, "--json",
+    result = tool("predict.py", ["--run", trained_run.out, fifo, good, "--json",
                                  "DATA.DECODE_TIMEOUT", str(HANG_TIMEOUT)])
     assert result.returncode == 1, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]

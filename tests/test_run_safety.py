@@ -50,6 +50,7 @@ def lock_holder(out):
     return json.loads(open(path).read() or "{}") if os.path.exists(path) else {}
 
 
+@pytest.mark.slow
 def test_one_run_per_output_dir_and_a_killed_runs_lock_is_taken_over(data_dir, tmp_path):
     out = str(tmp_path / "run")
     first = start("train_net.py", tiny_opts(data_dir, out, **NO_EVAL, **{  # its workers outlive a SIGKILL
@@ -71,9 +72,8 @@ def test_one_run_per_output_dir_and_a_killed_runs_lock_is_taken_over(data_dir, t
     assert lock_holder(out) == {}  # emptied by the clean exit
 
 
-def test_resume_with_another_architecture_stops_before_writing(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **NO_EVAL, **{"SOLVER.MAX_EPOCH": 1}))
+def test_resume_with_another_architecture_stops_before_writing(trained_run, data_dir, tmp_path):
+    out = trained_run.copy(tmp_path / "run").out
     before = {name: open(os.path.join(out, name), "rb").read() for name in ("config.yaml", "stats.jsonl")}
     result = run("train_net.py", tiny_opts(data_dir, out, **NO_EVAL, **{
         "SOLVER.MAX_EPOCH": 2, "RESNET.DEPTH": 34, "CGNL.GROUPS": 4}), check=False)
@@ -85,9 +85,8 @@ def test_resume_with_another_architecture_stops_before_writing(data_dir, tmp_pat
     assert not os.path.exists(checkpoint_path(out, 2))
 
 
-def test_flipped_checkpoint_is_skipped_and_orphan_temp_files_removed(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **NO_EVAL))
+def test_flipped_checkpoint_is_skipped_and_orphan_temp_files_removed(resumed_run, data_dir, tmp_path):
+    out = resumed_run.copy(tmp_path / "run").out
     newest = checkpoint_path(out, 2)
     flip_tensor_bytes(newest)
     folder = os.path.dirname(newest)
@@ -104,9 +103,8 @@ def test_flipped_checkpoint_is_skipped_and_orphan_temp_files_removed(data_dir, t
     assert resumed.stderr.count("removed a temp file left by an interrupted run") == 2
 
 
-def test_torn_stats_line_is_tolerated_and_resumes_do_not_duplicate_records(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1}))
+def test_torn_stats_line_is_tolerated_and_resumes_do_not_duplicate_records(trained_run, data_dir, tmp_path):
+    out = trained_run.copy(tmp_path / "run").out  # 1 epoch, validated
     stats = os.path.join(out, "stats.jsonl")
     with open(stats, "a") as handle:  # epoch 2 logged, killed before its checkpoint, mid-line
         handle.write(json.dumps({"type": "train_iter", "epoch": 2, "iter": 1, "loss": 1.0}) + "\n")
@@ -128,9 +126,8 @@ def limit_file_size(size):
     return apply
 
 
-def test_disk_full_is_one_line_and_keeps_the_previous_checkpoint(data_dir, tmp_path):
-    out = str(tmp_path / "run")
-    run("train_net.py", tiny_opts(data_dir, out, **NO_EVAL, **{"SOLVER.MAX_EPOCH": 1}))
+def test_disk_full_is_one_line_and_keeps_the_previous_checkpoint(trained_run, data_dir, tmp_path):
+    out = trained_run.copy(tmp_path / "run").out
     first = checkpoint_path(out, 1)
     before, size = open(first, "rb").read(), os.path.getsize(first)
     opts = tiny_opts(data_dir, out, **NO_EVAL, **{"SOLVER.MAX_EPOCH": 2})

@@ -11,7 +11,6 @@ import decord
 import numpy as np
 import pytest
 
-from cgnl_video.datasets.lists import read_classes, read_video_list
 from cgnl_video.data_prep.synthetic import (
     CLASSES,
     generate_dataset,
@@ -22,6 +21,7 @@ from cgnl_video.data_prep.synthetic import (
     time_reversed,
 )
 from cgnl_video.datasets import video_io
+from cgnl_video.datasets.lists import read_classes, read_video_list
 from cgnl_video.datasets.video_io import write_video
 
 REPO = Path(__file__).resolve().parents[1]

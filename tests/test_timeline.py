@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_opts
 
 from cgnl_video import Recognizer
 from cgnl_video.datasets.decoders import open_video
@@ -22,15 +21,11 @@ FPS, SECONDS = 10, 4  # a 40-frame video: windows of 1 s every 0.5 s -> starts 0
 
 
 @pytest.fixture(scope="module")
-def run_and_video(data_dir, tmp_path_factory):
+def run_and_video(trained_run, tmp_path_factory):
     """A 1-epoch tiny run and a 4 s video (a bright bar moving over 48 columns, 32 x 56) to score
     along (not 48 wide: decord 0.6 fails to read frames 8, 12, 16, 24, 48 or 72 pixels wide)."""
     folder = tmp_path_factory.mktemp("timeline")
-    out = str(folder / "run")
-    result = subprocess.run([sys.executable, os.path.join(TOOLS, "train_net.py"),
-                             *tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0})],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    out = trained_run.out
     frames = np.full((FPS * SECONDS, 32, 56, 3), 40, np.uint8)
     for t in range(len(frames)):
         frames[t, :, t % 48] = 230

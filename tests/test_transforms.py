@@ -8,7 +8,6 @@ from cgnl_video.config import get_cfg
 from cgnl_video.datasets.transforms import MultiViewTransform, TrainTransform, build_transform, crop_offsets
 
 
-
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the synthetic action dataset (cgnl_video/datasets/synthetic.py): H.264 mp4 files,
+"""Writes the synthetic action dataset (cgnl_video/data_prep/synthetic.py): H.264 mp4 files,
 train.csv, val.csv, test.csv and classes.txt under OUT_DIR, deterministic by --seed.
 
 Its classes (an object moving left/right, up/down, rotating, its rings expanding or
