@@ -1,0 +1,99 @@
+"""What runs a Recognizer's model on normalised clips: eager PyTorch or onnxruntime.
+
+- ``torch`` (the default): the trained model itself, on its device.
+- ``onnxruntime``: an onnxruntime CPU session (as many intra-op threads as torch uses) of an
+  ONNX file written by ``tools/export.py`` (``onnx_file``), or else of the trained model
+  exported on the fly (:func:`~cgnl_video.inference.export.export_model`) into a cache file
+  in the temp folder, named by a hash of the config, the checkpoint (path, size, mtime) and
+  the torch version, so that the next Recognizer of the same model reuses it.
+
+The file must be of the config's model: its input ``video`` ``batch x 3 x T x H x W`` with the
+config's T = ``DATA.NUM_FRAMES`` and H = W = ``DATA.TEST_CROP_SIZE``, its output ``logits``
+``batch x MODEL.NUM_CLASSES``; any other file is refused in one line. Both runtimes map the same
+normalised clips to logits, so the views, their softmax and ensemble
+(:func:`~cgnl_video.engine.scoring.video_scores`) are the same.
+"""
+
+import hashlib
+import os
+import tempfile
+from typing import Optional
+
+import torch
+from fvcore.common.config import CfgNode
+
+from cgnl_video.errors import UserError
+from cgnl_video.inference.export import (
+    INPUT_NAME, OUTPUT_NAME, Runner, export_model, input_shape, onnx_session, session_runner,
+)
+from cgnl_video.inference.trained import Trained
+
+RUNTIMES = ("torch", "onnxruntime")
+CACHE_FOLDER = "cgnl_video-onnx"  # under tempfile.gettempdir()
+
+
+class RuntimeSetupError(UserError):
+    """A runtime that cannot run (unknown name, wrong device, bad ONNX file): one line."""
+
+
+def check_runtime(runtime: str, onnx_file: Optional[str], device: torch.device) -> None:
+    """Refuses an unknown ``runtime``, an ``onnx_file`` without onnxruntime, onnxruntime off the CPU."""
+    if runtime not in RUNTIMES:
+        raise RuntimeSetupError(f"unknown runtime '{runtime}': expected one of {', '.join(RUNTIMES)}")
+    if onnx_file is not None and runtime != "onnxruntime":
+        raise RuntimeSetupError(f"an ONNX file ({onnx_file}) runs with runtime onnxruntime, not {runtime}")
+    if runtime == "onnxruntime" and device.type != "cpu":
+        raise RuntimeSetupError(f"runtime onnxruntime runs on the CPU, not on {device}")
+
+
+def build_runner(runtime: str, trained: Trained, cfg: CfgNode, onnx_file: Optional[str]) -> Runner:
+    """Normalised float32 clips ``B x 3 x T x H x W`` -> ``B x NUM_CLASSES`` logits, by ``runtime``."""
+    if runtime == "torch":
+        return trained.model
+    return onnx_runner(onnx_file or cached_export(trained, cfg), cfg)
+
+
+def cache_path(cfg: CfgNode, checkpoint: str) -> str:
+    """The on-the-fly export's file for ``cfg`` with the weights of ``checkpoint``."""
+    stat = os.stat(checkpoint)
+    key = "\n".join([cfg.dump(), os.path.abspath(checkpoint), str(stat.st_size), str(stat.st_mtime_ns),
+                     torch.__version__])
+    name = hashlib.sha256(key.encode()).hexdigest()[:20] + ".onnx"
+    return os.path.join(tempfile.gettempdir(), CACHE_FOLDER, name)
+
+
+def cached_export(trained: Trained, cfg: CfgNode) -> str:
+    """The ONNX file of ``trained`` in the cache, exported (atomically) unless already there."""
+    path = cache_path(cfg, trained.checkpoint)
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        export_model(trained.model, cfg, "onnx", path)
+    return path
+
+
+def onnx_runner(path: str, cfg: CfgNode) -> Runner:
+    """The session of the ONNX file at ``path``, checked to be of the model of ``cfg``."""
+    if not os.path.isfile(path):
+        raise RuntimeSetupError(f"{path}: ONNX file not found")
+    try:
+        session = onnx_session(path)
+    except UserError:
+        raise
+    except Exception as err:  # onnxruntime's own errors (InvalidProtobuf, Fail, ...) share no base class
+        raise RuntimeSetupError(f"{path}: not an ONNX model onnxruntime can load ({str(err).splitlines()[0]})") from err
+    check_signature(session, path, cfg)
+    return session_runner(session)
+
+
+def _describe(signature) -> str:
+    return ", ".join(f"{name} {' x '.join(str(d) for d in dims)}" for name, dims in signature)
+
+
+def check_signature(session, path: str, cfg: CfgNode) -> None:
+    """:class:`RuntimeSetupError` unless the file maps this config's clips to its classes
+    (names and per-clip shapes of the input and the output; the batch may be anything)."""
+    got = [(node.name, list(node.shape)[1:]) for node in session.get_inputs() + session.get_outputs()]
+    expected = [(INPUT_NAME, list(input_shape(cfg, 1))[1:]), (OUTPUT_NAME, [cfg.MODEL.NUM_CLASSES])]
+    if got != expected:
+        raise RuntimeSetupError(f"{path}: an ONNX file of another model: {_describe(got)}; this config's "
+                                f"model: {_describe(expected)} (export it with tools/export.py)")
