@@ -1,8 +1,10 @@
 """``Recognizer(..., runtime="onnxruntime")`` and ``tools/predict.py --runtime onnxruntime``: the
 scores of onnxruntime equal eager PyTorch's on the real decoded test videos of a tiny trained
 run, from an exported file or exported on the fly (cached); bad files and a missing onnxruntime
-are refused in one line."""
+are refused in one line. The torch runtime's CPU model (oneDNN convolutions, channels_last_3d)
+gives eager PyTorch's logits."""
 
+import copy
 import json
 import os
 import subprocess
@@ -12,13 +14,14 @@ import tempfile
 import pytest
 import torch
 from conftest import tiny_opts
+from test_export import MODELS, randomise_weights, tiny_cfg
 
 from cgnl_video import Recognizer
 from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.errors import UserError
 from cgnl_video.inference.export import export_model
-from cgnl_video.inference.runtime import cache_path
+from cgnl_video.inference.runtime import cache_path, cpu_inference_model
 from cgnl_video.models import build_model
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
@@ -152,3 +155,20 @@ def test_bad_runtime_choice_is_refused_before_loading(trained_run, kwargs, messa
 def test_predict_tool_onnx_needs_runtime_onnxruntime(trained_run, data_dir):
     result = tool("predict.py", ["--run", trained_run[0], "--onnx", trained_run[2], decoded_videos(data_dir)[0]])
     assert result.returncode == 2 and "--onnx needs --runtime onnxruntime" in result.stderr
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cpu_inference_model_gives_eager_logits_through_onednn(name, data_dir, tmp_path):
+    cfg = tiny_cfg(data_dir, tmp_path, MODELS[name])
+    model = build_model(cfg).eval()
+    randomise_weights(model)
+    video = torch.randn(3, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    fast = cpu_inference_model(copy.deepcopy(model))
+    assert list(fast.state_dict()) == list(model.state_dict())
+    with torch.no_grad():
+        expected = model(video)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            got = fast(video)
+    assert (got - expected).abs().max() <= 2e-6 * expected.abs().max(), name  # float32 rounding only
+    kernels = {event.key for event in profile.key_averages()}
+    assert "aten::mkldnn_convolution" in kernels and "aten::slow_conv3d_forward" not in kernels

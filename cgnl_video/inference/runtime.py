@@ -1,6 +1,9 @@
 """What runs a Recognizer's model on normalised clips: eager PyTorch or onnxruntime.
 
-- ``torch`` (the default): the trained model itself, on its device.
+- ``torch`` (the default): the trained model itself, on its device; on the CPU prepared by
+  :func:`cpu_inference_model` (every Conv3d through oneDNN, weights channels_last_3d), which
+  takes 0.56-0.66x the plain eager time of one 8x224x224 view of ``I3D_8x8_R50_CGNL1`` at one
+  thread, on a par with onnxruntime (``docs/PERFORMANCE.md``, export section).
 - ``onnxruntime``: an onnxruntime CPU session (as many intra-op threads as torch uses) of an
   ONNX file written by ``tools/export.py`` (``onnx_file``), or else of the trained model
   exported on the fly (:func:`~cgnl_video.inference.export.export_model`) into a cache file
@@ -20,6 +23,7 @@ import tempfile
 from typing import Optional
 
 import torch
+import torch.nn as nn
 from fvcore.common.config import CfgNode
 
 from cgnl_video.errors import UserError
@@ -46,10 +50,39 @@ def check_runtime(runtime: str, onnx_file: Optional[str], device: torch.device) 
         raise RuntimeSetupError(f"runtime onnxruntime runs on the CPU, not on {device}")
 
 
+class OneDNNConv3d(nn.Conv3d):
+    """A Conv3d that runs oneDNN's kernel (``torch.mkldnn_convolution``) on float32 CPU inputs
+    without autograd, whatever the shapes. PyTorch's own choice (``use_mkldnn`` in
+    ``aten/src/ATen/native/ConvUtils.h``) sends kernels that are 1 x 1 in space (the I3D
+    bottlenecks' 1x1x1 and 3x1x1) at one thread, and small inputs at batch 1, to its native
+    ``slow_conv3d`` (im2col + GEMM): 47 of the R50's 57 convolutions, half its eager time.
+    Anything else (training, other devices and types) takes the usual path."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):
+        usual = torch.is_grad_enabled() or input.device.type != "cpu" or input.dtype != torch.float32 \
+            or self.padding_mode != "zeros" or isinstance(self.padding, str)
+        if usual:
+            return super()._conv_forward(input, weight, bias)
+        return torch.mkldnn_convolution(input, weight, bias, self.padding, self.stride, self.dilation, self.groups)
+
+
+def cpu_inference_model(model: nn.Module) -> nn.Module:
+    """``model`` (in place) for eager CPU inference: every ``nn.Conv3d`` an :class:`OneDNNConv3d`
+    (the same parameters and state dict) and the weights channels_last_3d, so that oneDNN's
+    outputs, and so the max pools (10x faster channels-last), stay channels-last."""
+    if not torch.backends.mkldnn.is_available():
+        return model
+    for module in model.modules():
+        if type(module) is nn.Conv3d:
+            module.__class__ = OneDNNConv3d
+    return model.to(memory_format=torch.channels_last_3d)
+
+
 def build_runner(runtime: str, trained: Trained, cfg: CfgNode, onnx_file: Optional[str]) -> Runner:
     """Normalised float32 clips ``B x 3 x T x H x W`` -> ``B x NUM_CLASSES`` logits, by ``runtime``."""
     if runtime == "torch":
-        return trained.model
+        on_cpu = next(trained.model.parameters()).device.type == "cpu"
+        return cpu_inference_model(trained.model) if on_cpu else trained.model
     return onnx_runner(onnx_file or cached_export(trained, cfg), cfg)
 
 
