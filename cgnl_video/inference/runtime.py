@@ -1,9 +1,9 @@
 """What runs a Recognizer's model on normalised clips: eager PyTorch or onnxruntime.
 
 - ``torch`` (the default): the trained model itself, on its device; on the CPU prepared by
-  :func:`cpu_inference_model` (every Conv3d through oneDNN, weights channels_last_3d), which
-  takes 0.56-0.66x the plain eager time of one 8x224x224 view of ``I3D_8x8_R50_CGNL1`` at one
-  thread, on a par with onnxruntime (``docs/PERFORMANCE.md``, export section).
+  :func:`cpu_inference_model` (every Conv3d through oneDNN, weights channels_last_3d): about
+  0.65x the plain eager time of one view of ``I3D_8x8_R50_CGNL1`` at one thread, 0.97x
+  onnxruntime's at 8x224x224 and 1.3x at 8x256x256 (``docs/PERFORMANCE.md``, export section).
 - ``onnxruntime``: an onnxruntime CPU session (as many intra-op threads as torch uses) of an
   ONNX file written by ``tools/export.py`` (``onnx_file``), or else of the trained model
   exported on the fly (:func:`~cgnl_video.inference.export.export_model`) into a cache file
@@ -52,8 +52,8 @@ def check_runtime(runtime: str, onnx_file: Optional[str], device: torch.device) 
 
 class OneDNNConv3d(nn.Conv3d):
     """A Conv3d that runs oneDNN's kernel (``torch.mkldnn_convolution``) on float32 CPU inputs
-    without autograd, whatever the shapes. PyTorch's own choice (``use_mkldnn`` in
-    ``aten/src/ATen/native/ConvUtils.h``) sends kernels that are 1 x 1 in space (the I3D
+    without autograd, whatever the shapes. PyTorch's own choice (``ConvParams::use_mkldnn`` in
+    ``aten/src/ATen/native/Convolution.cpp``) sends kernels that are 1 x 1 in space (the I3D
     bottlenecks' 1x1x1 and 3x1x1) at one thread, and small inputs at batch 1, to its native
     ``slow_conv3d`` (im2col + GEMM): 47 of the R50's 57 convolutions, half its eager time.
     Anything else (training, other devices and types) takes the usual path."""
