@@ -2,7 +2,7 @@
 scores of onnxruntime equal eager PyTorch's on the real decoded test videos of a tiny trained
 run, from an exported file or exported on the fly (cached); bad files and a missing onnxruntime
 are refused in one line. The torch runtime's CPU model (oneDNN convolutions, channels_last_3d)
-gives eager PyTorch's logits."""
+(BatchNorms folded, oneDNN convolutions, channels_last_3d) gives eager PyTorch's logits."""
 
 import copy
 import json
@@ -13,6 +13,7 @@ import tempfile
 
 import pytest
 import torch
+import torch.nn as nn
 from conftest import tiny_opts
 from test_export import MODELS, randomise_weights, tiny_cfg
 
@@ -158,17 +159,18 @@ def test_predict_tool_onnx_needs_runtime_onnxruntime(trained_run, data_dir):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_cpu_inference_model_gives_eager_logits_through_onednn(name, data_dir, tmp_path):
+def test_cpu_inference_model_folds_norms_and_gives_eager_logits_through_onednn(name, data_dir, tmp_path):
     cfg = tiny_cfg(data_dir, tmp_path, MODELS[name])
     model = build_model(cfg).eval()
     randomise_weights(model)
     video = torch.randn(3, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
     fast = cpu_inference_model(copy.deepcopy(model))
-    assert list(fast.state_dict()) == list(model.state_dict())
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]
+    assert len(norms) > 10 and not any(isinstance(m, nn.BatchNorm3d) for m in fast.modules())  # all folded
     with torch.no_grad():
         expected = model(video)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
             got = fast(video)
-    assert (got - expected).abs().max() <= 2e-6 * expected.abs().max(), name  # float32 rounding only
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max(), name  # float32 rounding only
     kernels = {event.key for event in profile.key_averages()}
     assert "aten::mkldnn_convolution" in kernels and "aten::slow_conv3d_forward" not in kernels
