@@ -1,9 +1,9 @@
 """What runs a Recognizer's model on normalised clips: eager PyTorch or onnxruntime.
 
 - ``torch`` (the default): the trained model itself, on its device; on the CPU prepared by
-  :func:`cpu_inference_model` (every Conv3d through oneDNN, weights channels_last_3d): about
-  0.65x the plain eager time of one view of ``I3D_8x8_R50_CGNL1`` at one thread, 0.97x
-  onnxruntime's at 8x224x224 and 1.3x at 8x256x256 (``docs/PERFORMANCE.md``, export section).
+  :func:`cpu_inference_model` (BatchNorms folded, every Conv3d through oneDNN, weights
+  channels_last_3d): 0.59x the plain eager time of one 8x256x256 view of ``I3D_8x8_R50_CGNL1``
+  at one thread, 0.97x onnxruntime's (``docs/PERFORMANCE.md``, export section).
 - ``onnxruntime``: an onnxruntime CPU session (as many intra-op threads as torch uses) of an
   ONNX file written by ``tools/export.py`` (``onnx_file``), or else of the trained model
   exported on the fly (:func:`~cgnl_video.inference.export.export_model`) into a cache file
