@@ -10,7 +10,9 @@ that fails is reported on its own and the others go on (exit status 1 if any fai
 ``--timeline``: sliding windows of ``--window`` seconds every ``--stride`` seconds (``--smooth``
 windows averaged), the video decoded once as a stream; ``--timeline-out FILE`` (.json or .csv)
 for one video. ``--out-video PATH`` writes the first video back, streaming, with its top
-predictions (or the current window's label with ``--timeline``) drawn on it.
+predictions (or the current window's label with ``--timeline``) drawn on it. ``--runtime
+onnxruntime`` scores the views in onnxruntime on the CPU, from ``--onnx FILE`` (written by
+``tools/export.py``) or else from the model exported on the fly into a cache file.
 """
 
 import argparse
@@ -41,6 +43,10 @@ def parse_args():
     parser.add_argument("--stride", type=float, default=1.0, help="timeline stride, seconds (default: 1)")
     parser.add_argument("--smooth", type=int, default=1, help="timeline windows averaged (default: 1, none)")
     parser.add_argument("--timeline-out", help="write the timeline of the (one) video here: .json or .csv")
+    parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
+                        help="what scores the views: eager PyTorch or onnxruntime on the CPU (default: torch)")
+    parser.add_argument("--onnx", metavar="FILE",
+                        help="the ONNX file of tools/export.py for --runtime onnxruntime (default: export on the fly)")
     parser.add_argument("items", nargs="+", metavar="VIDEO [KEY VALUE ...]",
                         help="videos, folders or list files, then optional config overrides")
     args = parser.parse_intermixed_args()  # options may also follow the videos
@@ -53,6 +59,8 @@ def parse_args():
         parser.error("--timeline-out needs --timeline and exactly one video")
     if args.timeline_out and not args.timeline_out.lower().endswith((".json", ".csv")):
         parser.error(f"--timeline-out {args.timeline_out}: expected a .json or .csv file")
+    if args.onnx and args.runtime != "onnxruntime":
+        parser.error("--onnx needs --runtime onnxruntime")
     return args
 
 
@@ -112,7 +120,7 @@ def main():
     from cgnl_video.inference.labelled_video import LabelledVideoWriter
     from cgnl_video.inference.recognizer import Recognizer
 
-    recognizer = Recognizer.from_cfg(cfg, args.checkpoint)
+    recognizer = Recognizer.from_cfg(cfg, args.checkpoint, runtime=args.runtime, onnx_file=args.onnx)
     failed = 0
     for number, path in enumerate(args.videos):
         drawing = number == 0 and args.out_video

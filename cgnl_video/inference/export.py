@@ -28,7 +28,7 @@ import torch.nn as nn
 from fvcore.common.config import CfgNode
 
 from cgnl_video.errors import UserError
-from cgnl_video.inference.recognizer import Recognizer
+from cgnl_video.inference.trained import load_trained
 from cgnl_video.utils.io import atomic_output
 
 FORMATS = ("onnx", "torchscript")
@@ -110,22 +110,31 @@ def export_model(model: nn.Module, cfg: CfgNode, fmt: str, out_path: str) -> Non
 
 def export_from_config(cfg: CfgNode, fmt: str, out_path: str, checkpoint: Optional[str] = None) -> str:
     """Exports the model of ``cfg`` with the weights of ``checkpoint`` (default: the config's test
-    checkpoint), through the :class:`~cgnl_video.inference.recognizer.Recognizer` that predicts
-    with them (:func:`export_model`); returns the checkpoint's path."""
+    checkpoint), loaded as the :class:`~cgnl_video.inference.recognizer.Recognizer` loads them
+    (:func:`~cgnl_video.inference.trained.load_trained`, :func:`export_model`); returns the
+    checkpoint's path."""
     check_format(fmt)
     check_writable(out_path)
-    recognizer = Recognizer.from_cfg(cfg, checkpoint, device="cpu")
-    export_model(recognizer.model, cfg, fmt, out_path)
-    return recognizer.checkpoint
+    trained = load_trained(cfg, checkpoint, "cpu")
+    export_model(trained.model, cfg, fmt, out_path)
+    return trained.checkpoint
 
 
-def _onnx_runner(path: str) -> Runner:
-    import onnxruntime  # the "export" extra; only needed to run ONNX files
-
+def onnx_session(path: str):
+    """An onnxruntime CPU session of the ONNX file at ``path``, with as many intra-op threads
+    as torch uses; :class:`ExportError` when onnxruntime is not installed."""
+    try:
+        import onnxruntime  # the "export" extra; only needed to run ONNX files
+    except ImportError as err:
+        raise ExportError(f"running {path} needs onnxruntime, which is not installed: pip install .[export]") from err
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return lambda video: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: video.numpy()})[0])
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def session_runner(session) -> Runner:
+    """``session`` (of a file :func:`export_model` wrote) as a float32 clips -> logits function."""
+    return lambda video: torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: video.contiguous().numpy()})[0])
 
 
 def no_grad_runner(module: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
@@ -149,4 +158,4 @@ def load_exported(path: str, fmt: str) -> Runner:
     ONNX runs in an onnxruntime session with as many threads as torch uses.
     """
     check_format(fmt)
-    return _onnx_runner(path) if fmt == "onnx" else _torchscript_runner(path)
+    return session_runner(onnx_session(path)) if fmt == "onnx" else _torchscript_runner(path)

@@ -7,13 +7,16 @@
     recognizer.predict("video.mp4")           # [(class, score), ...] top-k, multi-view (the test views)
     recognizer.predict_clip(frames)           # the same for decoded uint8 frames N x H x W x 3
     recognizer.features("video.mp4")          # pooled backbone features (D,), averaged over the views
+    Recognizer.from_run("output/demo/run", runtime="onnxruntime")  # scores by onnxruntime, on the CPU
 
 Views are the test config's K clips x S crops (``TEST.*``, :mod:`cgnl_video.datasets.views`).
 Every file (predict, features, timeline, stream, fps) is decoded as in training, with
 ``DATA.DECODING_BACKEND`` under the watchdog of ``DATA.DECODE_TIMEOUT``: a file that hangs or
 crashes the decoder raises ``DecodeError`` and the next file gets a new decoding process.
 Scores are the views' softmax scores combined by ``TEST.ENSEMBLE_METHOD`` (``sum``: their
-mean, so they read as probabilities).
+mean, so they read as probabilities). ``runtime`` says what computes the views' logits: eager
+PyTorch (``torch``) or onnxruntime (``onnxruntime``, of ``onnx_file`` or of the model exported on
+the fly; :mod:`cgnl_video.inference.runtime`); ``features`` and the attention maps stay eager.
 """
 
 import logging
@@ -31,12 +34,12 @@ from cgnl_video.datasets.lists import CLASSES_FILE, read_classes
 from cgnl_video.datasets.views import build_views
 from cgnl_video.decoding.frames import FramesVideo
 from cgnl_video.decoding.video import iter_frames
-from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.engine.scoring import video_scores
 from cgnl_video.inference.prediction import Prediction, top_classes
+from cgnl_video.inference.runtime import build_runner, check_runtime
 from cgnl_video.inference.timeline import FrameCallback, Window, timeline
-from cgnl_video.models import build_model
+from cgnl_video.inference.trained import load_trained
 from cgnl_video.models.resnet3d import classifier
 
 logger = logging.getLogger(__name__)
@@ -62,46 +65,54 @@ class Recognizer:
     Args:
         cfg_file: YAML config (None: the defaults); ``overrides``: ``KEY VALUE`` pairs.
         checkpoint: weights to use (default: the newest checkpoint of ``OUTPUT_DIR``).
-        device: where the model runs (default: the GPU when there is one).
+        device: where the model runs (default: the GPU when there is one; the CPU for onnxruntime).
+        runtime: ``torch`` (eager) or ``onnxruntime``; ``onnx_file``: the ONNX file onnxruntime runs
+            (``tools/export.py``; default: the model exported on the fly into a cache file).
 
     Attributes: ``test_views`` (:class:`~cgnl_video.datasets.views.Views` of the test split),
     ``decoder`` (opens files, under the watchdog: :func:`~cgnl_video.datasets.decoders.build_decoder`),
-    ``normalize``, ``model``, ``class_names``, ``cfg``, ``checkpoint``.
+    ``normalize``, ``model`` (eager), ``runner`` (what scores the views: ``model`` or the
+    onnxruntime session), ``class_names``, ``cfg``, ``checkpoint``.
     """
 
     def __init__(self, cfg_file: Optional[str] = None, checkpoint: Optional[str] = None,
-                 overrides: Sequence[str] = (), device: Optional[Union[str, torch.device]] = None):
-        self._setup(load_config(cfg_file, overrides), checkpoint, device)
+                 overrides: Sequence[str] = (), device: Optional[Union[str, torch.device]] = None,
+                 runtime: str = "torch", onnx_file: Optional[str] = None):
+        self._setup(load_config(cfg_file, overrides), checkpoint, device, runtime, onnx_file)
 
     @classmethod
     def from_cfg(cls, cfg: CfgNode, checkpoint: Optional[str] = None,
-                 device: Optional[Union[str, torch.device]] = None) -> "Recognizer":
+                 device: Optional[Union[str, torch.device]] = None, runtime: str = "torch",
+                 onnx_file: Optional[str] = None) -> "Recognizer":
         """The recognizer of a loaded config (see :func:`cgnl_video.config.load_config`)."""
         recognizer = cls.__new__(cls)
-        recognizer._setup(cfg, checkpoint, device)
+        recognizer._setup(cfg, checkpoint, device, runtime, onnx_file)
         return recognizer
 
-    def _setup(self, cfg: CfgNode, checkpoint: Optional[str], device: Optional[Union[str, torch.device]]) -> None:
+    def _setup(self, cfg: CfgNode, checkpoint: Optional[str], device: Optional[Union[str, torch.device]],
+               runtime: str, onnx_file: Optional[str]) -> None:
         self.cfg = cfg
-        self.checkpoint = checkpoint or ckpt.find_test_checkpoint(self.cfg)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = build_model(self.cfg)
-        saved = ckpt.load_for_test(self.model, self.checkpoint)
-        self.model.to(self.device).eval()
-        self.class_names = _class_names(self.cfg, saved)
+        gpu = torch.cuda.is_available() and runtime != "onnxruntime"
+        self.device = torch.device(device or ("cuda" if gpu else "cpu"))
+        check_runtime(runtime, onnx_file, self.device)
+        trained = load_trained(self.cfg, checkpoint, self.device)
+        self.model, self.checkpoint = trained.model, trained.checkpoint
+        self.class_names = _class_names(self.cfg, trained.saved)
+        self.runner = build_runner(runtime, trained, self.cfg, onnx_file)
         self.normalize = build_normalizer(self.cfg, self.device)
         self.test_views = build_views(self.cfg, "test")
         self.decoder = build_decoder(self.cfg)  # under the watchdog of DATA.DECODE_TIMEOUT
 
     @classmethod
     def from_run(cls, output_dir: str, checkpoint: Optional[str] = None, overrides: Sequence[str] = (),
-                 device: Optional[Union[str, torch.device]] = None) -> "Recognizer":
+                 device: Optional[Union[str, torch.device]] = None, runtime: str = "torch",
+                 onnx_file: Optional[str] = None) -> "Recognizer":
         """The model of a training run: ``output_dir/config.yaml`` and its newest checkpoint."""
-        return cls.from_cfg(load_run_config(output_dir, overrides), checkpoint, device)
+        return cls.from_cfg(load_run_config(output_dir, overrides), checkpoint, device, runtime, onnx_file)
 
     def scores(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 views ``V x C x T x H x W`` -> ``NUM_CLASSES`` combined scores (mean for ``sum``)."""
-        scores = video_scores(self.model, views, self.cfg, self.normalize)
+        scores = video_scores(self.runner, views, self.cfg, self.normalize)
         return scores / len(views) if self.cfg.TEST.ENSEMBLE_METHOD == "sum" else scores
 
     def top(self, scores: torch.Tensor, topk: int = 5) -> Prediction:
