@@ -59,6 +59,10 @@ def test_the_tool_writes_the_relation_set(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "wrote 6 videos" in result.stdout
     assert read_classes(str(tmp_path / "classes.txt")) == ["turn_right", "turn_left"]
+    too_many = subprocess.run([sys.executable, tool, str(tmp_path / "x"), "--task", "relation", "--num-classes", "4"],
+                              capture_output=True, text=True, timeout=120)
+    assert too_many.returncode == 2 and "--num-classes 4: --task relation has 2 classes" in too_many.stderr
+    assert "Traceback" not in too_many.stderr and not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("relation", CLASSES)

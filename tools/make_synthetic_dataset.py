@@ -38,7 +38,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=112, help="frame height and width (even)")
     parser.add_argument("--fps", type=int, default=25, help="frame rate")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    available = len(TASKS[args.task].classes)
+    if (args.num_classes or 0) > available:
+        parser.error(f"--num-classes {args.num_classes}: --task {args.task} has {available} classes")
+    return args
 
 
 def main(argv=None) -> int:
