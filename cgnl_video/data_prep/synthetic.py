@@ -36,7 +36,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -71,6 +71,12 @@ _SPEEDS = {X: (0.015, 0.035), Y: (0.015, 0.035), ANGLE: (0.09, 0.18), RING: (0.0
 _SHADING = 0.6
 
 
+# an object's coverage and colour at every pixel of every frame
+Layer = Tuple[np.ndarray, np.ndarray]
+# what is under the objects: (seed of the background texture and noise, background colour, noise std)
+Scene = Tuple[int, Tuple[float, float, float], float]
+
+
 @dataclass(frozen=True)
 class ClipParams:
     """Everything that defines one clip; ``render`` is a pure function of it."""
@@ -98,10 +104,15 @@ def _periods(height: int, width: int) -> Tuple[float, float, float, float]:
 
 def states(params: ClipParams, num_frames: int, height: int, width: int) -> np.ndarray:
     """The object state (x, y, angle, ring phase) of each frame, ``num_frames x 4``, wrapped."""
+    return states_at(params, np.arange(num_frames), height, width)
+
+
+def states_at(params: ClipParams, times: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The state at each of ``times`` (frames after ``params.start``, any sign), ``len(times) x 4``."""
     coordinate, direction = MOTIONS[params.motion]
     velocity = np.zeros(4)
     velocity[coordinate] = direction * params.speed
-    raw = np.asarray(params.start) + np.arange(num_frames)[:, None] * velocity
+    raw = np.asarray(params.start) + np.asarray(times, dtype=float)[:, None] * velocity
     return np.mod(raw, _periods(height, width))
 
 
@@ -140,12 +151,11 @@ def _background(rng: np.random.Generator, colour: np.ndarray, height: int, width
     return colour + texture[..., None]
 
 
-def render(params: ClipParams, num_frames: int, height: int, width: int) -> np.ndarray:
-    """Renders the clip: ``num_frames x height x width x 3`` uint8."""
-    rng = np.random.default_rng(params.seed)
+def object_layer(params: ClipParams, state: np.ndarray, height: int, width: int) -> Layer:
+    """The object of ``params`` at each frame's ``state`` (``T x 4``): its coverage ``T x H x W x 1``
+    (0-1, anti-aliased edge) and colour ``T x H x W x 3``."""
     colours = np.asarray(params.colours, dtype=np.float32)
-    background = _background(rng, colours[2], height, width).astype(np.float32)
-    x, y, angle, phase = states(params, num_frames, height, width).astype(np.float32).T[..., None, None]
+    x, y, angle, phase = state.astype(np.float32).T[..., None, None]
     # offsets to the object centre on the torus, then into the object's rotating frame
     dx = np.mod(np.arange(width, dtype=np.float32)[None, None, :] - x + width / 2, width) - width / 2
     dy = np.mod(np.arange(height, dtype=np.float32)[None, :, None] - y + height / 2, height) - height / 2
@@ -156,10 +166,24 @@ def render(params: ClipParams, num_frames: int, height: int, width: int) -> np.n
     shade = 0.5 + 0.3 * np.cos(2 * np.pi * (norm / params.ring_period - phase)) + _SHADING * u / params.radius
     alpha = np.clip(params.radius - norm + 0.5, 0.0, 1.0)[..., None]
     shade = np.clip(shade, 0.0, 1.0)[..., None]
-    obj = colours[0] * shade + colours[1] * (1 - shade)
-    frames = alpha * obj + (1 - alpha) * background
-    frames += params.noise_std * rng.standard_normal(frames.shape[:3] + (1,), dtype=np.float32)
+    return alpha, colours[0] * shade + colours[1] * (1 - shade)
+
+
+def composite(scene: Scene, layers: Sequence[Layer], height: int, width: int) -> np.ndarray:
+    """``layers`` over the scene's background, plus its per-frame noise: ``T x H x W x 3`` uint8."""
+    seed, background_colour, noise_std = scene
+    rng = np.random.default_rng(seed)
+    frames = _background(rng, np.asarray(background_colour, dtype=np.float32), height, width).astype(np.float32)
+    for alpha, colour in layers:
+        frames = alpha * colour + (1 - alpha) * frames
+    frames += noise_std * rng.standard_normal(frames.shape[:3] + (1,), dtype=np.float32)
     return (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def render(params: ClipParams, num_frames: int, height: int, width: int) -> np.ndarray:
+    """Renders the clip: ``num_frames x height x width x 3`` uint8."""
+    layer = object_layer(params, states(params, num_frames, height, width), height, width)
+    return composite((params.seed, params.colours[2], params.noise_std), [layer], height, width)
 
 
 # (path relative to the output folder, class, seed of the video: (dataset seed, split index, video index))
@@ -177,39 +201,59 @@ def plan_dataset(counts: Dict[str, int], classes: Sequence[str], seed: int) -> D
     return plan
 
 
-def _make_video(out_dir: str, num_frames: int, height: int, width: int, fps: int, job: Job) -> None:
-    rel_path, motion, seed = job
-    params = sample_params(np.random.default_rng(seed), motion, height, width)
-    write_video(os.path.join(out_dir, rel_path), render(params, num_frames, height, width), fps)
+@dataclass(frozen=True)
+class Task:
+    """A generator: its classes, in time-reversed pairs (partners adjacent), and how to draw one
+    clip of a class (``sample(rng, class, height, width)``) and render it
+    (``render(params, num_frames, height, width)``, uint8 frames)."""
+
+    classes: Tuple[str, ...]
+    default_num_classes: int
+    sample: Callable[[np.random.Generator, str, int, int], Any]
+    render: Callable[[Any, int, int, int], np.ndarray]
+
+
+MOTION_TASK = Task(CLASSES, 6, sample_params, render)
+
+
+def _make_video(task: Task, out_dir: str, num_frames: int, height: int, width: int, fps: int, job: Job) -> None:
+    rel_path, label, seed = job
+    params = task.sample(np.random.default_rng(seed), label, height, width)
+    write_video(os.path.join(out_dir, rel_path), task.render(params, num_frames, height, width), fps)
 
 
 def generate_dataset(
     out_dir: str,
     seed: int = 0,
     counts: Optional[Dict[str, int]] = None,
-    num_classes: int = 6,
+    num_classes: Optional[int] = None,
     num_frames: int = 40,
     height: int = 112,
     width: int = 112,
     fps: int = 25,
     workers: int = 1,
+    task: Task = MOTION_TASK,
 ) -> Dict[str, int]:
     """Writes ``videos/<class>/<split>_<i>.mp4``, ``{train,val,test}.csv`` and ``classes.txt``.
 
     ``counts`` gives the videos per split (default 240 / 60 / 60). List paths are
     relative to ``out_dir``: use it as both ``DATA.PATH_TO_DATA_DIR`` and
-    ``DATA.PATH_PREFIX``. ``num_classes`` (2, 4, 6 or 8) takes the first classes of
-    ``CLASSES``, which come in time-reversed pairs. The files depend on the arguments
-    only, not on ``workers`` (processes). Returns the number of videos per split.
+    ``DATA.PATH_PREFIX``. ``num_classes`` (even; default ``task.default_num_classes``, 6 of
+    the motion task's 8) takes the first classes of ``task.classes``, which come in
+    time-reversed pairs. The files depend on the arguments only, not on ``workers``
+    (processes). Returns the number of videos per split.
     """
     counts = counts or {"train": 240, "val": 60, "test": 60}
-    if num_classes not in (2, 4, 6, 8):
-        raise ValueError(f"num_classes must be 2, 4, 6 or 8 (whole time-reversed pairs), got {num_classes}")
+    num_classes = num_classes or task.default_num_classes
+    if num_classes % 2 or not 2 <= num_classes <= len(task.classes):
+        raise ValueError(
+            f"num_classes must be even and at most {len(task.classes)} (whole time-reversed pairs), got {num_classes}"
+        )
     if height % 2 or width % 2:
         raise ValueError(f"H.264 yuv420p needs an even frame size, got {height}x{width}")
-    classes = CLASSES[:num_classes]
+    classes = task.classes[:num_classes]
     plan = plan_dataset(counts, classes, seed)
-    make = partial(_make_video, out_dir, num_frames, height, width, fps)
+    make = partial(_make_video, task, out_dir, num_frames, height, width, fps)
     jobs = [job for split in SPLITS for job in plan[split]]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -218,7 +262,7 @@ def generate_dataset(
         for job in jobs:
             make(job)
     for split in SPLITS:
-        entries = [(path, classes.index(motion)) for path, motion, _ in plan[split]]
+        entries = [(path, classes.index(label)) for path, label, _ in plan[split]]
         write_video_list(list_file(out_dir, split), entries)
     write_classes(os.path.join(out_dir, CLASSES_FILE), classes)
     return {split: len(plan[split]) for split in SPLITS}

@@ -1,0 +1,152 @@
+"""The relation set: determinism, and that only two distant objects in temporal order tell the class."""
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cgnl_video.data_prep.synthetic import generate_dataset, object_layer
+from cgnl_video.data_prep.synthetic_relation import (
+    CLASSES,
+    HEADINGS,
+    MIN_DISTANCE,
+    RELATION_TASK,
+    TURNS,
+    object_states,
+    partner,
+    render,
+    sample_params,
+    time_reversed,
+    toroidal_distance,
+)
+from cgnl_video.datasets.lists import read_classes, read_video_list
+from test_synthetic import nearest_centroid_accuracy
+
+REPO = Path(__file__).resolve().parents[1]
+T, H, W = 16, 48, 48
+
+
+def draws(relation, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [sample_params(rng, relation, H, W) for _ in range(n)]
+
+
+def tree_bytes(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_and_valid_lists(tmp_path):
+    counts = {"train": 4, "val": 2, "test": 2}
+    for name, seed, workers in (("a", 0, 1), ("b", 0, 2), ("c", 1, 1)):
+        generate_dataset(str(tmp_path / name), seed=seed, counts=counts, num_frames=8, height=32, width=32,
+                         workers=workers, task=RELATION_TASK)
+    a, b, c = (tree_bytes(tmp_path / name) for name in "abc")
+    assert a == b
+    assert a.keys() == c.keys() and all(a[k] != c[k] for k in a if k.suffix == ".mp4")
+    assert read_classes(str(tmp_path / "a" / "classes.txt")) == list(CLASSES)
+    records = read_video_list(str(tmp_path / "a" / "train.csv"), prefix=str(tmp_path / "a"), num_classes=2)
+    assert sorted(r.label for r in records) == [0, 0, 1, 1]
+
+
+def test_the_tool_writes_the_relation_set(tmp_path):
+    tool = str(REPO / "tools" / "make_synthetic_dataset.py")
+    options = "--task relation --num-train 2 --num-val 2 --num-test 2 --frames 6 --size 32 --workers 1".split()
+    result = subprocess.run([sys.executable, tool, str(tmp_path), *options], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 6 videos" in result.stdout
+    assert read_classes(str(tmp_path / "classes.txt")) == ["turn_right", "turn_left"]
+    too_many = subprocess.run([sys.executable, tool, str(tmp_path / "x"), "--task", "relation", "--num-classes", "4"],
+                              capture_output=True, text=True, timeout=120)
+    assert too_many.returncode == 2 and "--num-classes 4: --task relation has 2 classes" in too_many.stderr
+    assert "Traceback" not in too_many.stderr and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("relation", CLASSES)
+def test_a_clip_played_backwards_is_exactly_a_partner_clip(relation):
+    params = draws(relation, 1, seed=2)[0]
+    params = replace(params, scene=params.scene[:2] + (0.0,))  # no noise: the rest must match exactly
+    backwards = time_reversed(params, T, H, W)
+    assert backwards.relation == partner(relation) != relation and partner(partner(relation)) == relation
+    frames = render(params, T, H, W)
+    assert np.abs(render(backwards, T, H, W).astype(int) - frames[::-1]).max() <= 1  # float rounding
+    assert not np.array_equal(frames, frames[::-1])
+
+
+def test_both_classes_draw_everything_but_the_second_heading_alike():
+    right, left = (draws(relation, 1, seed=3)[0] for relation in CLASSES)
+    assert right.first == left.first and right.scene == left.scene
+    assert replace(right.second, motion=left.second.motion) == left.second
+    turn = (HEADINGS.index(right.second.motion) - HEADINGS.index(right.first.motion)) % 4
+    assert turn == TURNS["turn_right"] % 4 and (HEADINGS.index(left.second.motion) - HEADINGS.index(left.first.motion)) % 4 == 3
+
+
+def test_each_object_alone_moves_alike_in_both_classes_only_the_pair_differs():
+    """Heading counts of the first and of the second object: uniform in both classes (each count
+    within 4.5 binomial standard deviations of n / 4); the (first, second) pairs of the classes
+    are disjoint."""
+    n = 800
+    pairs = {}
+    for relation in CLASSES:
+        clips = draws(relation, n, seed=4)
+        pairs[relation] = {(c.first.motion, c.second.motion) for c in clips}
+        for role in ("first", "second"):
+            counts = np.array([sum(getattr(c, role).motion == h for c in clips) for h in HEADINGS])
+            assert np.abs(counts - n / 4).max() < 4.5 * np.sqrt(n * 3 / 16), (relation, role, counts)
+        speeds = [c.first.speed for c in clips], [c.second.speed for c in clips]
+        assert abs(np.mean(speeds[0]) - np.mean(speeds[1])) < 0.05 * np.mean(speeds[0])
+    assert not pairs["turn_right"] & pairs["turn_left"]
+
+
+def two_sample_ks(a, b):
+    values = np.sort(np.concatenate([a, b]))
+    cdf_a = np.searchsorted(np.sort(a), values, side="right") / len(a)
+    cdf_b = np.searchsorted(np.sort(b), values, side="right") / len(b)
+    return np.abs(cdf_a - cdf_b).max()
+
+
+def test_every_frame_places_the_objects_alike_in_both_classes():
+    """Per frame index: the first object's x and y are uniform, and the offset between the objects
+    (wrapped |dx|, |dy|, which do not say which object is which) has the same law in both classes.
+    Two-sample Kolmogorov-Smirnov, 3 frames x 2 components, family-wise 1%."""
+    n = 600
+    offsets = {}
+    for relation in CLASSES:
+        states = [object_states(c, T, H, W) for c in draws(relation, n, seed=5)]
+        first = np.stack([s[0] for s in states])
+        d = np.abs(first[..., :2] - np.stack([s[1] for s in states])[..., :2])
+        offsets[relation] = np.minimum(d, np.array([W, H]) - d)
+        for t in (0, T // 2, T - 1):
+            for axis, size in enumerate((W, H)):
+                values = np.sort(first[:, t, axis] / size)
+                ks = np.max(np.maximum(np.arange(1, n + 1) / n - values, values - np.arange(n) / n))
+                assert ks < 2.0 / np.sqrt(n), (relation, t, axis, ks)
+    critical = np.sqrt(-np.log(0.01 / 6 / 2) / 2) * np.sqrt(2 / n)
+    for t in (0, T // 2, T - 1):
+        for axis in range(2):
+            ks = two_sample_ks(offsets["turn_right"][:, t, axis], offsets["turn_left"][:, t, axis])
+            assert ks < critical, (t, axis, ks)
+
+
+def test_the_objects_stay_far_apart_and_never_overlap():
+    for relation in CLASSES:
+        clips = draws(relation, 300, seed=6)
+        distances = np.stack([toroidal_distance(*object_states(c, T, H, W), H, W) for c in clips])
+        assert distances.min() >= MIN_DISTANCE * min(H, W)
+        for c in clips[:10]:
+            first, second = object_states(c, T, H, W)
+            coverage = object_layer(c.first, first, H, W)[0] * object_layer(c.second, second, H, W)[0]
+            assert coverage.max() == 0.0
+
+
+def test_a_frame_level_classifier_sits_at_chance():
+    """8x8 colour thumbnails of single frames, nearest class mean: at chance (1/2) on held-out clips."""
+    thumbs = {r: np.stack([render(c, T, H, W) for c in draws(r, 60, seed=7)]) for r in CLASSES}
+    thumbs = {r: c.reshape(60, T, 8, H // 8, 8, W // 8, 3).mean((3, 5)).astype(np.float32) for r, c in thumbs.items()}
+    train = np.concatenate([thumbs[r][:30].reshape(30 * T, -1) for r in CLASSES])
+    test = np.concatenate([thumbs[r][30:].reshape(30 * T, -1) for r in CLASSES])
+    labels = np.repeat(np.arange(2), 30 * T)
+    assert abs(nearest_centroid_accuracy(train, labels, test, labels) - 0.5) < 0.06
