@@ -224,6 +224,28 @@ def sized(folder, width: int, height: int, count: int = 20) -> Faulty:
     return Faulty(path, sequential_frames(path))
 
 
+def with_timestamps(folder, name: str, ticks: List[int]) -> Faulty:
+    """A Matroska H.264 file (no B-frames, keyframes every 10) whose ``i``-th frame carries the
+    timestamp ``ticks[i]`` (1/25 s): equal or decreasing ones make the display order the
+    decode order, which a sequential decode gives."""
+    path = f"{folder}/{name}.mkv"
+    frames = synthetic_frames(len(ticks))
+    with av.open(path, "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "10", "threads": "1", "bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        packets = []
+        for i, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = i, Fraction(1, 25)
+            packets += stream.encode(picture)
+        packets += stream.encode()
+        for i, (packet, tick) in enumerate(zip(packets, ticks)):
+            packet.pts, packet.dts = tick, i - len(ticks)  # decode times must only grow
+            container.mux(packet)
+    return Faulty(path, sequential_frames(path))
+
+
 def all_faulty(folder) -> List[Faulty]:
     """One of each synthetic faulty file, written under ``folder``."""
     return [

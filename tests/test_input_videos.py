@@ -1,5 +1,5 @@
-"""Videos users really have (issue 14): cover pictures, MPEG-TS, AV1, GIF, tiny and odd
-frame sizes decode to the displayed frames with either backend (decord falls back to PyAV
+"""Videos users really have (issue 14): cover pictures, MPEG-TS, AV1, GIF, timestamps out of
+display order, tiny and odd frame sizes decode to the displayed frames with either backend (decord falls back to PyAV
 where it fails), absurd sizes are refused in one line, ``make_lists --check`` keeps what
 PyAV decodes, and upper-case camera names are videos."""
 
@@ -26,6 +26,9 @@ MAKERS = {
     "gif": faulty_videos.gif,
     "tiny_2x2": lambda d: faulty_videos.sized(d, 2, 2),
     "tiny_3x5": lambda d: faulty_videos.sized(d, 3, 5),
+    "equal_timestamps": lambda d: faulty_videos.with_timestamps(d, "equal", [*range(10), *range(9, 39)]),
+    "timestamps_jump_back": lambda d: faulty_videos.with_timestamps(d, "back", [*range(20), *range(10, 30)]),
+    "timestamps_swapped_halves": lambda d: faulty_videos.with_timestamps(d, "swap", [*range(20, 40), *range(20)]),
     **{f"width_{w}": (lambda w: lambda d: faulty_videos.sized(d, w, 32))(w) for w in DECORD_BAD_WIDTHS},
 }
 
@@ -58,7 +61,7 @@ def test_frame_i_is_the_ith_displayed_frame(name, backend, inputs):
 
 
 def test_decord_is_bypassed_where_it_decodes_wrong(inputs):
-    for name in ("mpegts", "av1", "gif", "tiny_2x2", "tiny_3x5", "width_8"):
+    for name in ("mpegts", "av1", "gif", "tiny_2x2", "tiny_3x5", "width_8", "timestamps_swapped_halves"):
         if inputs[name] is not None:
             with open_video(inputs[name].path, "decord") as video:
                 assert video.backend == "pyav", name

@@ -9,6 +9,7 @@ without decoding more than the first frame:
 - packets hidden by an edit list (flagged discard by FFmpeg),
 - the header's frame count and ``duration x fps`` against the displayed packet count,
 - the rotation of the display matrix,
+- timestamps that do not give the display order (equal, or jumping back),
 - what decord 0.6.0 cannot decode right (MPEG-TS, AV1, GIF, frames under 32 pixels);
 
 refuses absurd frame sizes (:func:`check_size`),
@@ -17,7 +18,7 @@ and :attr:`Probe.distrust` says why decord must not see the file ("" if it may).
 """
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import av
 
@@ -68,15 +69,36 @@ def check_size(native: Tuple[int, int], path: str) -> None:
         raise DecodeError(path, f"frames of {width}x{height}: aspect ratio over {MAX_ASPECT}")
 
 
-def _packet_counts(container: av.container.InputContainer, stream) -> Tuple[int, int]:
-    """(displayed, hidden) packets, from the index where it lists every packet."""
+def display_ordered(packets: Sequence[Tuple[int, bool]]) -> bool:
+    """Whether the (pts, keyframe) ``packets`` in decode order have timestamps that sort them
+    into display order: all distinct, and each keyframe shown after every frame decoded
+    before the keyframe preceding it (B-frames reorder within a GOP, never across two)."""
+    stamps = [pts for pts, _ in packets]
+    if len(set(stamps)) < len(stamps):
+        return False
+    before_previous, before_this = float("-inf"), float("-inf")
+    for pts, keyframe in packets:
+        if keyframe:
+            if pts <= before_previous:
+                return False
+            before_previous = before_this
+        before_this = max(before_this, pts)
+    return True
+
+
+def _packet_counts(container: av.container.InputContainer, stream) -> Tuple[int, int, bool]:
+    """(displayed, hidden) packets, from the index where it lists every packet, and whether
+    their timestamps give the display order (see :func:`display_ordered`)."""
     if container.format.name.split(",")[0] in _FULLY_INDEXED and len(stream.index_entries):
         flags = [entry.is_discard for entry in stream.index_entries if entry.size]
+        ordered = True  # MP4 and AVI timestamps are built from the index
     else:
-        flags = [p.is_discard for p in container.demux(stream) if p.pts is not None]
+        packets = [p for p in container.demux(stream) if p.pts is not None]
+        flags = [p.is_discard for p in packets]
+        ordered = display_ordered([(p.pts, p.is_keyframe) for p in packets if not p.is_discard])
         container.seek(0, stream=stream, backward=True)
     hidden = sum(flags)
-    return len(flags) - hidden, hidden
+    return len(flags) - hidden, hidden, ordered
 
 
 def _rotation(container: av.container.InputContainer, stream, path: str) -> int:
@@ -117,12 +139,13 @@ def probe(container: av.container.InputContainer, path: str) -> Probe:
     fps = stream.average_rate or stream.guessed_rate
     if not fps:
         raise DecodeError(path, "unknown frame rate")
-    count, hidden = _packet_counts(container, stream)
+    count, hidden, ordered = _packet_counts(container, stream)
     if count < 1:
         raise DecodeError(path, "no frames")
     duration_frames = float(stream.duration * stream.time_base * fps) if stream.duration else 0.0
     rotation = _rotation(container, stream, path)
     codec = stream.codec_context
     check_size((codec.width, codec.height), path)
-    distrust = _unsupported(container, stream) or _distrust(count, hidden, stream.frames, duration_frames, rotation)
+    distrust = "" if ordered else "timestamps out of display order"
+    distrust = distrust or _unsupported(container, stream) or _distrust(count, hidden, stream.frames, duration_frames, rotation)
     return Probe(count, float(fps), (codec.width, codec.height), rotation, distrust)

@@ -35,7 +35,7 @@ import numpy as np
 
 from cgnl_video.choices import DECODING_BACKENDS
 from cgnl_video.decoding.errors import DecodeError, decode_errors
-from cgnl_video.decoding.probe import Probe, probe, video_stream
+from cgnl_video.decoding.probe import Probe, display_ordered, probe, video_stream
 from cgnl_video.decoding.video import OpenVideo
 
 BACKENDS = DECODING_BACKENDS
@@ -117,7 +117,9 @@ class PyAVReader(Reader):
     in display order and drop hidden ones, while some containers, e.g. AVI with packed
     B-frames, attach reordered timestamps to them). The decoder stays where a read stopped:
     a read that starts at most ``CONTINUE_WITHIN`` frames after it decodes on from there
-    instead of seeking back to a keyframe.
+    instead of seeking back to a keyframe. Where the timestamps do not give the display
+    order (equal ones, jumps back: :func:`~cgnl_video.decoding.probe.display_ordered`),
+    frames are counted from the start of the file instead.
     """
 
     # Frames worth decoding forward rather than seeking (a seek re-decodes up to a GOP).
@@ -133,8 +135,10 @@ class PyAVReader(Reader):
         width, height = self._decoded_size
         self.size = (height, width) if info.rotation % 180 else (width, height)
         container.seek(0, stream=self._stream, backward=True)
-        packets = container.demux(self._stream)
-        self._timestamps = sorted(p.pts for p in packets if p.pts is not None and not p.is_discard)
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(self._stream) if p.pts is not None and not p.is_discard]
+        self._timestamps = sorted(pts for pts, _ in packets)
+        # Timestamps that do not give the display order: frames are counted from the start.
+        self._from_start = not display_ordered(packets)
         self.num_frames = len(self._timestamps)
         self._ahead: Optional[Tuple[int, Iterator[Tuple[int, av.VideoFrame]]]] = None  # (next index, frames)
 
@@ -160,7 +164,7 @@ class PyAVReader(Reader):
         after ``first`` (MPEG-TS: GOPs later, or past the last keyframe); then it seeks again
         further back (doubling the distance), at last to before the start.
         """
-        back, rewound = 0, False
+        back, rewound = 0, self._from_start
         while True:
             target = max(first - back, 0)
             # MPEG-TS seeks to its first timestamp land GOPs later; seeks before the start rewind.
@@ -172,6 +176,7 @@ class PyAVReader(Reader):
                 raise DecodeError(self.path, f"no timestamped frame decoded from frame {target} on")
             # An MPEG-TS seek near the end can land past the last keyframe: nothing decodes.
             start = self.num_frames if head is None or head.pts is None else self._index(head.pts)
+            start = 0 if self._from_start else start
             if start <= first or rewound:
                 break
             rewound = target == 0
