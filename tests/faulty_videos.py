@@ -246,6 +246,38 @@ def with_timestamps(folder, name: str, ticks: List[int]) -> Faulty:
     return Faulty(path, sequential_frames(path))
 
 
+def _mux_into(container, stream, packets) -> None:
+    for packet in packets:
+        packet.stream, packet.time_base = stream, Fraction(1, 25)
+        container.mux(packet)
+
+
+def resolution_change(folder, fmt: str = "mpegts", ext: str = "ts", count: int = 40) -> Faulty:
+    """One H.264 stream of 64 x 48 frames, then from frame ``count // 2`` on 96 x 64 ones (a
+    second encoder's packets muxed into the same stream, as a broadcast recording has);
+    ``expected``: every frame scaled to the first size."""
+    path = f"{folder}/resized.{ext}"
+    half = count // 2
+    with av.open(path, "w", format=fmt) as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "10", "threads": "1"})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for frame in synthetic_frames(half):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+        second = av.CodecContext.create("libx264", "w")
+        second.width, second.height, second.pix_fmt = 96, 64, "yuv420p"
+        second.time_base, second.framerate, second.options = Fraction(1, 25), 25, {"g": "10", "threads": "1"}
+        for i, frame in enumerate(sized_frames(count, 96, 64)[half:]):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            picture.pts, picture.time_base = half + i, Fraction(1, 25)
+            _mux_into(container, stream, second.encode(picture))
+        _mux_into(container, stream, second.encode(None))
+    with av.open(path) as container:
+        expected = [f.to_ndarray(format="rgb24", width=WIDTH, height=HEIGHT, interpolation="BILINEAR")
+                    for f in container.decode(video=0)]
+    return Faulty(path, np.stack(expected))
+
+
 def all_faulty(folder) -> List[Faulty]:
     """One of each synthetic faulty file, written under ``folder``."""
     return [

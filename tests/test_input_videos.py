@@ -29,6 +29,8 @@ MAKERS = {
     "equal_timestamps": lambda d: faulty_videos.with_timestamps(d, "equal", [*range(10), *range(9, 39)]),
     "timestamps_jump_back": lambda d: faulty_videos.with_timestamps(d, "back", [*range(20), *range(10, 30)]),
     "timestamps_swapped_halves": lambda d: faulty_videos.with_timestamps(d, "swap", [*range(20, 40), *range(20)]),
+    "resolution_change_ts": faulty_videos.resolution_change,
+    "resolution_change_mkv": lambda d: faulty_videos.resolution_change(d, "matroska", "mkv"),
     **{f"width_{w}": (lambda w: lambda d: faulty_videos.sized(d, w, 32))(w) for w in DECORD_BAD_WIDTHS},
 }
 
@@ -123,3 +125,13 @@ def test_upper_case_camera_names_are_videos(inputs, tmp_path):
     videos = expand_inputs([str(folder)])
     assert [os.path.basename(v) for v in videos] == ["CLIP.TS", "GOPR0001.MP4", "MVI_0001.MOV"]
     assert is_input("GOPR0002.MP4") and is_input(str(folder)) and not is_input("TEST.NUM_ENSEMBLE_VIEWS")
+
+
+def test_predict_takes_upper_case_camera_names_for_videos_not_keys(monkeypatch):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import predict
+
+    argv = ["predict.py", "--cfg", "x.yaml", "GOPR0001.MP4", "MVI_0001.MOV", "TEST.NUM_ENSEMBLE_VIEWS", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
+    args = predict.parse_args()
+    assert args.videos == ["GOPR0001.MP4", "MVI_0001.MOV"] and args.opts == ["TEST.NUM_ENSEMBLE_VIEWS", "2"]

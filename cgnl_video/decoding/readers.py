@@ -6,9 +6,13 @@ both readers are :class:`~cgnl_video.decoding.video.OpenVideo`.
 
 Frame ``i`` is the ``i``-th displayed frame, for both backends: packets hidden by an edit
 list are not frames, variable frame rates and lying AVI headers do not shift the indices,
-and rotated videos come back in their displayed orientation and size. decord is used only
-where the :mod:`~cgnl_video.decoding.probe` finds nothing it mishandles; otherwise the
-"decord" backend decodes with PyAV.
+rotated videos come back in their displayed orientation and size, the real track is read
+beside a cover picture, and a resolution change mid-stream is scaled to the first size.
+decord is used only where the :mod:`~cgnl_video.decoding.probe` finds nothing it mishandles
+(MPEG-TS, AV1, GIF, tiny frames, timestamps out of order, edit lists, lying headers,
+rotation); otherwise, or where decord fails to open or decode a file, the "decord" backend
+decodes with PyAV. Frames of absurd sizes (over 2^26 pixels, aspect ratio over 100) are
+refused at open.
 
 Only the requested frames are decoded: decord's ``get_batch`` on the sorted unique
 indices; PyAV seeks to the keyframe before the first one and decodes forward, stopping
