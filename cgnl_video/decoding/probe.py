@@ -29,7 +29,7 @@ MAX_PIXELS, MAX_ASPECT = 1 << 26, 100
 # decord 0.6.0 decodes MPEG-TS with colour errors (up to 51 levels on H.264), cannot open
 # AV1 or GIF, and fails on frames smaller than its tile ("The size must exactly match").
 _DECORD_FORMATS_WRONG = ("mpegts", "gif")
-_DECORD_CODECS_WRONG = ("av1", "gif")
+_DECORD_CODECS_WRONG = ("av1", "libdav1d", "libaom-av1", "gif")  # FFmpeg decoder names
 _DECORD_MIN_SIDE = 32
 
 # Formats whose index lists every packet (Matroska, for one, indexes keyframes only).

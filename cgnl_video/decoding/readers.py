@@ -227,7 +227,7 @@ def _decord(path: str, short_side: Optional[int], threads: int, info: Probe) -> 
     fallback = lambda: PyAVReader(path, short_side, _container(path, threads), info)  # noqa: E731
     try:
         return DecordReader(path, short_side, threads, info, fallback)
-    except RuntimeError:  # DECORDError is one; decord raises a plain one for some files
+    except (decord.DECORDError, RuntimeError):  # RuntimeError: files decord cannot open
         return None
 
 
