@@ -55,10 +55,11 @@ def write_frames(path: str, frames: np.ndarray, pts: Optional[Iterable[int]] = N
         container.mux(stream.encode())
 
 
-def sequential_frames(path: str) -> np.ndarray:
-    """Every frame of a well-formed ``path``, decoded in order by PyAV: uint8 ``T x H x W x 3``."""
+def sequential_frames(path: str, stream: int = 0) -> np.ndarray:
+    """Every frame of stream ``stream`` (a video stream) of a well-formed ``path``, decoded in
+    order by PyAV: uint8 ``T x H x W x 3``."""
     with av.open(path) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(container.streams[stream])])
 
 
 def stream_copy_cut(src: str, dst: str, start: int) -> None:
@@ -150,6 +151,131 @@ def rotated(folder) -> Faulty:
     with open(path, "wb") as f:
         f.write(data)
     return Faulty(path, np.ascontiguousarray(shown))
+
+
+def sized_frames(count: int, width: int, height: int) -> np.ndarray:
+    """:func:`synthetic_frames` of another size (the band at least one pixel wide)."""
+    frames = np.empty((count, height, width, 3), np.uint8)
+    for i in range(count):
+        frames[i] = level(i)
+        frames[i, :, : max(1, width // 3)] = 0
+    return frames
+
+
+def with_cover(folder, fmt: str = "mp4", ext: str = "mp4", count: int = 40) -> Faulty:
+    """A ``count``-frame H.264 track after a 1-frame MJPEG cover picture (``attached_pic``
+    stream 0), as downloaded mp4 / mkv files have."""
+    path = f"{folder}/cover.{ext}"
+    with av.open(path, "w", format=fmt) as container:
+        art = container.add_stream("mjpeg", rate=1)
+        art.width, art.height, art.pix_fmt = 32, 32, "yuvj420p"
+        art.disposition = av.stream.Disposition.attached_pic
+        stream = container.add_stream("libx264", rate=25, options={"g": "10", "threads": "1"})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+        container.mux(art.encode(picture.reformat(format="yuvj420p")) + art.encode())
+        for frame in synthetic_frames(count):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(path) as container:  # the mp4 muxer stores the cover after the track
+        track = next(s.index for s in container.streams.video if s.codec_context.name == "h264")
+    return Faulty(path, sequential_frames(path, stream=track))
+
+
+def mpegts(folder, count: int = 60) -> Faulty:
+    """H.264 in MPEG-TS, as cameras and recorders write (its first timestamp is not 0)."""
+    path = f"{folder}/camera.ts"
+    write_frames(path, synthetic_frames(count), fmt="mpegts")
+    return Faulty(path, sequential_frames(path))
+
+
+def av1(folder, count: int = 30) -> Optional[Faulty]:
+    """An AV1 mp4 (SVT-AV1 or libaom), or None if this PyAV has no AV1 encoder."""
+    codec = next((c for c in ("libsvtav1", "libaom-av1") if c in av.codecs_available), None)
+    if codec is None:
+        return None
+    path = f"{folder}/av1.mp4"
+    write_frames(path, synthetic_frames(count), codec=codec)
+    return Faulty(path, sequential_frames(path))
+
+
+def gif(folder, count: int = 20) -> Faulty:
+    """An animated GIF at 10 fps."""
+    path = f"{folder}/anim.gif"
+    with av.open(path, "w", format="gif") as container:
+        stream = container.add_stream("gif", rate=10)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "rgb8"
+        for frame in synthetic_frames(count):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return Faulty(path, sequential_frames(path))
+
+
+def sized(folder, width: int, height: int, count: int = 20) -> Faulty:
+    """An H.264 mp4 of ``width x height`` frames (yuv444p where a side is odd)."""
+    path = f"{folder}/size_{width}x{height}.mp4"
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "10", "threads": "1"})
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
+        for frame in sized_frames(count, width, height):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return Faulty(path, sequential_frames(path))
+
+
+def with_timestamps(folder, name: str, ticks: List[int]) -> Faulty:
+    """A Matroska H.264 file (no B-frames, keyframes every 10) whose ``i``-th frame carries the
+    timestamp ``ticks[i]`` (1/25 s): equal or decreasing ones make the display order the
+    decode order, which a sequential decode gives."""
+    path = f"{folder}/{name}.mkv"
+    frames = synthetic_frames(len(ticks))
+    with av.open(path, "w", format="matroska") as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "10", "threads": "1", "bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        packets = []
+        for i, frame in enumerate(frames):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = i, Fraction(1, 25)
+            packets += stream.encode(picture)
+        packets += stream.encode()
+        for i, (packet, tick) in enumerate(zip(packets, ticks)):
+            packet.pts, packet.dts = tick, i - len(ticks)  # decode times must only grow
+            container.mux(packet)
+    return Faulty(path, sequential_frames(path))
+
+
+def _mux_into(container, stream, packets) -> None:
+    for packet in packets:
+        packet.stream, packet.time_base = stream, Fraction(1, 25)
+        container.mux(packet)
+
+
+def resolution_change(folder, fmt: str = "mpegts", ext: str = "ts", count: int = 40) -> Faulty:
+    """One H.264 stream of 64 x 48 frames, then from frame ``count // 2`` on 96 x 64 ones (a
+    second encoder's packets muxed into the same stream, as a broadcast recording has);
+    ``expected``: every frame scaled to the first size."""
+    path = f"{folder}/resized.{ext}"
+    half = count // 2
+    with av.open(path, "w", format=fmt) as container:
+        stream = container.add_stream("libx264", rate=25, options={"g": "10", "threads": "1"})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for frame in synthetic_frames(half):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+        second = av.CodecContext.create("libx264", "w")
+        second.width, second.height, second.pix_fmt = 96, 64, "yuv420p"
+        second.time_base, second.framerate, second.options = Fraction(1, 25), 25, {"g": "10", "threads": "1"}
+        for i, frame in enumerate(sized_frames(count, 96, 64)[half:]):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p")
+            picture.pts, picture.time_base = half + i, Fraction(1, 25)
+            _mux_into(container, stream, second.encode(picture))
+        _mux_into(container, stream, second.encode(None))
+    with av.open(path) as container:
+        expected = [f.to_ndarray(format="rgb24", width=WIDTH, height=HEIGHT, interpolation="BILINEAR")
+                    for f in container.decode(video=0)]
+    return Faulty(path, np.stack(expected))
 
 
 def all_faulty(folder) -> List[Faulty]:

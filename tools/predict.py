@@ -26,7 +26,7 @@ import sys
 
 from cgnl_video.config.cli import add_trained_model_args, run_tool, trained_model_config
 from cgnl_video.errors import UserError
-from cgnl_video.inference.sources import expand_inputs
+from cgnl_video.inference.sources import expand_inputs, is_input
 from cgnl_video.utils.io import atomic_write_text
 
 CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
@@ -51,7 +51,8 @@ def parse_args():
                         help="videos, folders or list files, then optional config overrides")
     args = parser.parse_intermixed_args()  # options may also follow the videos
     # Everything from the first config key (e.g. TEST.NUM_ENSEMBLE_VIEWS) on is overrides.
-    split = next((i for i, item in enumerate(args.items) if CONFIG_KEY.match(item)), len(args.items))
+    split = next((i for i, item in enumerate(args.items) if CONFIG_KEY.match(item) and not is_input(item)),
+                 len(args.items))
     args.videos, args.opts = expand_inputs(args.items[:split]), args.items[split:]
     if not args.videos:
         parser.error("no video given (or none found in the folders and lists given)")

@@ -15,8 +15,15 @@ import numpy as np
 
 from cgnl_video.utils.io import atomic_output
 
-# File name endings taken for videos when scanning folders (list makers, prediction).
-VIDEO_EXTENSIONS = (".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".webm", ".wmv")
+# File name endings taken for videos when scanning folders (list makers, prediction), compared
+# case-insensitively (cameras write GOPR0001.MP4, MVI_0001.MOV): see is_video_name.
+VIDEO_EXTENSIONS = (".avi", ".flv", ".m2ts", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".mts", ".ts",
+                    ".webm", ".wmv")
+
+
+def is_video_name(name: str) -> bool:
+    """Whether the file ``name`` ends in a video extension (any case)."""
+    return name.lower().endswith(VIDEO_EXTENSIONS)
 
 # Same frames, same bytes: x264's macroblock-tree rate control reads uninitialised memory
 # (measured: 112x112 clips encoded repeatedly gave up to 6 different files; none with

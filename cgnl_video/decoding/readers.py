@@ -6,9 +6,13 @@ both readers are :class:`~cgnl_video.decoding.video.OpenVideo`.
 
 Frame ``i`` is the ``i``-th displayed frame, for both backends: packets hidden by an edit
 list are not frames, variable frame rates and lying AVI headers do not shift the indices,
-and rotated videos come back in their displayed orientation and size. decord is used only
-where the :mod:`~cgnl_video.decoding.probe` finds nothing it mishandles; otherwise the
-"decord" backend decodes with PyAV.
+rotated videos come back in their displayed orientation and size, the real track is read
+beside a cover picture, and a resolution change mid-stream is scaled to the first size.
+decord is used only where the :mod:`~cgnl_video.decoding.probe` finds nothing it mishandles
+(MPEG-TS, AV1, GIF, tiny frames, timestamps out of order, edit lists, lying headers,
+rotation); otherwise, or where decord fails to open or decode a file, the "decord" backend
+decodes with PyAV. Frames of absurd sizes (over 2^26 pixels, aspect ratio over 100) are
+refused at open.
 
 Only the requested frames are decoded: decord's ``get_batch`` on the sorted unique
 indices; PyAV seeks to the keyframe before the first one and decodes forward, stopping
@@ -27,7 +31,7 @@ import abc
 import bisect
 import itertools
 import os
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import av
 import decord
@@ -35,7 +39,7 @@ import numpy as np
 
 from cgnl_video.choices import DECODING_BACKENDS
 from cgnl_video.decoding.errors import DecodeError, decode_errors
-from cgnl_video.decoding.probe import Probe, probe, video_stream
+from cgnl_video.decoding.probe import Probe, display_ordered, probe, video_stream
 from cgnl_video.decoding.video import OpenVideo
 
 BACKENDS = DECODING_BACKENDS
@@ -68,16 +72,32 @@ class Reader(OpenVideo):
 
 
 class DecordReader(Reader):
+    """decord's reader; where decord fails to decode (e.g. frames 8, 12, 16, 24, 48 or 72
+    pixels wide: ``DECORDError`` "The size must exactly match"), the video is decoded by
+    ``fallback()`` (a PyAV reader) from then on; ``fallback=None``: decord's error is raised."""
+
     backend = "decord"
 
-    def __init__(self, path: str, short_side: Optional[int], threads: int, info: Probe):
-        self.path, self.fps = path, info.fps
+    def __init__(self, path: str, short_side: Optional[int], threads: int, info: Probe,
+                 fallback: Optional[Callable[[], Reader]]):
+        self.path, self.fps, self._fallback = path, info.fps, fallback
         self.size = scaled_size(*info.native, short_side)
         width, height = self.size if self.size != info.native else (-1, -1)
         self._reader = decord.VideoReader(path, width=width, height=height, num_threads=threads)
         self.num_frames = len(self._reader)
 
     def _read(self, indices: List[int]) -> np.ndarray:
+        if self.backend == "decord":
+            try:
+                return self._decord_read(indices)
+            except decord.DECORDError:
+                if self._fallback is None:  # check=False: decord as it is
+                    raise
+                self.close()
+                self._reader, self.backend = self._fallback(), "pyav"
+        return self._reader._read(indices)
+
+    def _decord_read(self, indices: List[int]) -> np.ndarray:
         # decord 0.6.0 sometimes returns the frame before instead of the last frame when it
         # skips frames to reach it (dmlc/decord#195; about 1 in 4 on test.avi with one
         # thread); it has not once when the frame before is decoded too, so ask for both.
@@ -87,6 +107,8 @@ class DecordReader(Reader):
         return np.delete(frames, -2, axis=0) if extra else frames
 
     def close(self) -> None:
+        if isinstance(self._reader, Reader):
+            self._reader.close()
         self._reader = None
 
 
@@ -99,7 +121,9 @@ class PyAVReader(Reader):
     in display order and drop hidden ones, while some containers, e.g. AVI with packed
     B-frames, attach reordered timestamps to them). The decoder stays where a read stopped:
     a read that starts at most ``CONTINUE_WITHIN`` frames after it decodes on from there
-    instead of seeking back to a keyframe.
+    instead of seeking back to a keyframe. Where the timestamps do not give the display
+    order (equal ones, jumps back: :func:`~cgnl_video.decoding.probe.display_ordered`),
+    frames are counted from the start of the file instead.
     """
 
     # Frames worth decoding forward rather than seeking (a seek re-decodes up to a GOP).
@@ -115,8 +139,10 @@ class PyAVReader(Reader):
         width, height = self._decoded_size
         self.size = (height, width) if info.rotation % 180 else (width, height)
         container.seek(0, stream=self._stream, backward=True)
-        packets = container.demux(self._stream)
-        self._timestamps = sorted(p.pts for p in packets if p.pts is not None and not p.is_discard)
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(self._stream) if p.pts is not None and not p.is_discard]
+        self._timestamps = sorted(pts for pts, _ in packets)
+        # Timestamps that do not give the display order: frames are counted from the start.
+        self._from_start = not display_ordered(packets)
         self.num_frames = len(self._timestamps)
         self._ahead: Optional[Tuple[int, Iterator[Tuple[int, av.VideoFrame]]]] = None  # (next index, frames)
 
@@ -139,19 +165,25 @@ class PyAVReader(Reader):
         """(index, frame) pairs in display order, from a keyframe at or before ``first``.
 
         Containers index keyframes by decode time, so a seek can land on a keyframe shown
-        after ``first``; then it seeks again further back (doubling the distance).
+        after ``first`` (MPEG-TS: GOPs later, or past the last keyframe); then it seeks again
+        further back (doubling the distance), at last to before the start.
         """
-        back = 0
+        back, rewound = 0, self._from_start
         while True:
             target = max(first - back, 0)
-            self._container.seek(self._timestamps[target], stream=self._stream, backward=True)
+            # MPEG-TS seeks to its first timestamp land GOPs later; seeks before the start rewind.
+            position = min(self._timestamps[0], 0) - 1 if rewound else self._timestamps[target]
+            self._container.seek(position, stream=self._stream, backward=True)
             frames = self._container.decode(self._stream)
             head = next(frames, None)
-            if head is None or head.pts is None:
+            if (head is None or head.pts is None) and rewound:
                 raise DecodeError(self.path, f"no timestamped frame decoded from frame {target} on")
-            start = self._index(head.pts)
-            if start <= first or target == 0:
+            # An MPEG-TS seek near the end can land past the last keyframe: nothing decodes.
+            start = self.num_frames if head is None or head.pts is None else self._index(head.pts)
+            start = 0 if self._from_start else start
+            if start <= first or rewound:
                 break
+            rewound = target == 0
             back = max(2 * back, 1)
         yield start, head
         yield from zip(itertools.count(start + 1), frames)
@@ -190,15 +222,27 @@ def _container(path: str, threads: int) -> av.container.InputContainer:
     return container
 
 
+def _decord(path: str, short_side: Optional[int], threads: int, info: Probe) -> Optional[DecordReader]:
+    """decord's reader of ``path``, or None where decord cannot open it (e.g. AV1, GIF)."""
+    fallback = lambda: PyAVReader(path, short_side, _container(path, threads), info)  # noqa: E731
+    try:
+        return DecordReader(path, short_side, threads, info, fallback)
+    except (decord.DECORDError, RuntimeError):  # RuntimeError: files decord cannot open
+        return None
+
+
 def _open(path: str, backend: str, short_side: Optional[int], threads: int, check: bool) -> Reader:
     container = _container(path, threads)
     try:
         info = probe(container, path)
         if backend == "decord" and (not info.distrust or not check):
             container.close()
-            reader = DecordReader(path, short_side, threads, info)
-            if reader.num_frames == info.num_frames or not check:
+            reader = _decord(path, short_side, threads, info) if check else \
+                DecordReader(path, short_side, threads, info, None)
+            if reader is not None and (reader.num_frames == info.num_frames or not check):
                 return reader
+            if reader is not None:
+                reader.close()
             container = _container(path, threads)
         return PyAVReader(path, short_side, container, info)
     except BaseException:

@@ -1,6 +1,6 @@
 """What a user hands to prediction: video files, folders of videos, or list files.
 
-- a folder: every video file below it (``VIDEO_EXTENSIONS``, hidden files skipped), sorted;
+- a folder: every video file below it (``VIDEO_EXTENSIONS`` in any case, hidden files skipped), sorted;
 - a ``.txt`` / ``.csv`` / ``.lst`` file: one video per line (blank lines skipped); a line of our
   list format (``path LABEL``) gives its path; relative paths are taken from the list's folder;
 - anything else: a video file (failures are reported per video, never stopping the batch).
@@ -9,7 +9,7 @@
 import os
 from typing import Iterable, List
 
-from cgnl_video.datasets.video_io import VIDEO_EXTENSIONS
+from cgnl_video.datasets.video_io import is_video_name
 
 LIST_EXTENSIONS = (".txt", ".csv", ".lst")
 
@@ -19,7 +19,7 @@ def _folder_videos(folder: str) -> List[str]:
     for root, dirs, names in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [os.path.join(root, n) for n in sorted(names)
-                  if not n.startswith(".") and n.lower().endswith(VIDEO_EXTENSIONS)]
+                  if not n.startswith(".") and is_video_name(n)]
     return found
 
 
@@ -34,6 +34,12 @@ def _list_videos(path: str) -> List[str]:
             entry = head if head and last.lstrip("-").isdigit() else line
             videos.append(os.path.join(folder, entry))
     return videos
+
+
+def is_input(item: str) -> bool:
+    """Whether a command-line ``item`` names a video, folder or list (an existing path, or a
+    video / list file name in any case) rather than a config key: ``GOPR0001.MP4`` is a video."""
+    return os.path.exists(item) or is_video_name(item) or item.lower().endswith(LIST_EXTENSIONS)
 
 
 def expand_inputs(items: Iterable[str]) -> List[str]:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from cgnl_video.decoding.errors import DecodeError
 from cgnl_video.decoding.guard import GuardedDecoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, list_file, write_classes, write_video_list
-from cgnl_video.datasets.video_io import VIDEO_EXTENSIONS
+from cgnl_video.datasets.video_io import is_video_name
 from cgnl_video.utils.io import atomic_output
 
 Entry = Tuple[str, int]  # (path relative to the video root, label)
@@ -73,7 +73,7 @@ def scan_videos(root: str) -> List[str]:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         rel_folder = os.path.relpath(folder, root)
         for name in files:
-            if not name.startswith(".") and name.lower().endswith(VIDEO_EXTENSIONS):
+            if not name.startswith(".") and is_video_name(name):
                 found.append(name if rel_folder == "." else f"{rel_folder}/{name}".replace(os.sep, "/"))
     return sorted(found)
 
