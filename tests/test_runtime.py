@@ -35,15 +35,12 @@ def tool(name, args):
 
 
 @pytest.fixture(scope="module")
-def trained_run(data_dir, tmp_path_factory):
-    """A 1-epoch tiny run and its ONNX file from tools/export.py: (OUTPUT_DIR, options, file)."""
-    folder = tmp_path_factory.mktemp("runtime")
-    out, onnx_file = str(folder / "run"), str(folder / "model.onnx")
-    opts = tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0})
-    for name, args in (("train_net.py", opts), ("export.py", ["--format", "onnx", "--out", onnx_file, *opts])):
-        result = tool(name, args)
-        assert result.returncode == 0, result.stderr[-3000:]
-    return out, opts, onnx_file
+def exported_run(trained_run, tmp_path_factory):
+    """The session's tiny trained run and its ONNX file from tools/export.py: (OUTPUT_DIR, options, file)."""
+    onnx_file = str(tmp_path_factory.mktemp("runtime") / "model.onnx")
+    result = tool("export.py", ["--format", "onnx", "--out", onnx_file, *trained_run.opts])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return trained_run.out, trained_run.opts, onnx_file
 
 
 @pytest.fixture
@@ -69,8 +66,8 @@ def assert_same_scores(eager: Recognizer, other: Recognizer, videos) -> None:
         assert (other.scores(views) - eager.scores(views)).abs().max() <= TOLERANCE, path
 
 
-def test_onnxruntime_scores_equal_torch_on_decoded_videos(trained_run, data_dir, temp_folder):
-    out, _, onnx_file = trained_run
+def test_onnxruntime_scores_equal_torch_on_decoded_videos(exported_run, data_dir, temp_folder):
+    out, _, onnx_file = exported_run
     eager = Recognizer.from_run(out, device="cpu")
     videos = decoded_videos(data_dir)
     assert len(videos) == 4
@@ -91,8 +88,8 @@ def predictions(result) -> list:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def test_predict_tool_runtime_onnxruntime_prints_the_torch_scores(trained_run, data_dir):
-    out, _, onnx_file = trained_run
+def test_predict_tool_runtime_onnxruntime_prints_the_torch_scores(exported_run, data_dir):
+    out, _, onnx_file = exported_run
     videos = decoded_videos(data_dir)
     torch_lines = predictions(tool("predict.py", ["--run", out, "--json", "--topk", "2", *videos]))
     onnx_lines = predictions(tool("predict.py", ["--run", out, "--json", "--topk", "2", "--runtime",
@@ -115,9 +112,9 @@ def other_model_file(data_dir, folder, key, value) -> str:
     ("DATA.NUM_FRAMES", 8, "video 3 x 8 x 32 x 32, logits 2; this config's model: video 3 x 4 x 32 x 32, logits 2"),
     ("MODEL.NUM_CLASSES", 3, "video 3 x 4 x 32 x 32, logits 3; this config's model: video 3 x 4 x 32 x 32, logits 2"),
 ], ids=["input shape", "class count"])
-def test_onnx_file_of_another_model_is_refused_in_one_line(trained_run, data_dir, tmp_path, key, value, described):
+def test_onnx_file_of_another_model_is_refused_in_one_line(exported_run, data_dir, tmp_path, key, value, described):
     other = other_model_file(data_dir, tmp_path, key, value)
-    result = tool("predict.py", ["--run", trained_run[0], "--runtime", "onnxruntime", "--onnx", other,
+    result = tool("predict.py", ["--run", exported_run[0], "--runtime", "onnxruntime", "--onnx", other,
                                  decoded_videos(data_dir)[0]])
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {other}: an ONNX file of another model: {described} "
@@ -128,19 +125,19 @@ def test_onnx_file_of_another_model_is_refused_in_one_line(trained_run, data_dir
     (None, "ONNX file not found"),
     (b"not a model", "not an ONNX model onnxruntime can load ("),
 ], ids=["missing", "not onnx"])
-def test_bad_onnx_file_is_one_line(trained_run, tmp_path, content, message):
+def test_bad_onnx_file_is_one_line(exported_run, tmp_path, content, message):
     path = tmp_path / "model.onnx"
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(UserError) as caught:
-        Recognizer.from_run(trained_run[0], runtime="onnxruntime", onnx_file=str(path))
+        Recognizer.from_run(exported_run[0], runtime="onnxruntime", onnx_file=str(path))
     assert str(caught.value).startswith(f"{path}: {message}") and "\n" not in str(caught.value)
 
 
-def test_missing_onnxruntime_says_how_to_install_it(trained_run, monkeypatch):
+def test_missing_onnxruntime_says_how_to_install_it(exported_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what `import onnxruntime` meets when absent
     with pytest.raises(UserError, match=r"needs onnxruntime, which is not installed: pip install \.\[export\]$"):
-        Recognizer.from_run(trained_run[0], runtime="onnxruntime", onnx_file=trained_run[2])
+        Recognizer.from_run(exported_run[0], runtime="onnxruntime", onnx_file=exported_run[2])
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -148,13 +145,13 @@ def test_missing_onnxruntime_says_how_to_install_it(trained_run, monkeypatch):
     ({"onnx_file": "model.onnx"}, "an ONNX file (model.onnx) runs with runtime onnxruntime, not torch"),
     ({"runtime": "onnxruntime", "device": "meta"}, "runtime onnxruntime runs on the CPU, not on meta"),
 ], ids=["unknown runtime", "file without onnxruntime", "not the cpu"])
-def test_bad_runtime_choice_is_refused_before_loading(trained_run, kwargs, message):
+def test_bad_runtime_choice_is_refused_before_loading(exported_run, kwargs, message):
     with pytest.raises(UserError, match=f"^{message.replace('(', '[(]').replace(')', '[)]')}$"):
-        Recognizer.from_run(trained_run[0], **kwargs)
+        Recognizer.from_run(exported_run[0], **kwargs)
 
 
-def test_predict_tool_onnx_needs_runtime_onnxruntime(trained_run, data_dir):
-    result = tool("predict.py", ["--run", trained_run[0], "--onnx", trained_run[2], decoded_videos(data_dir)[0]])
+def test_predict_tool_onnx_needs_runtime_onnxruntime(exported_run, data_dir):
+    result = tool("predict.py", ["--run", exported_run[0], "--onnx", exported_run[2], decoded_videos(data_dir)[0]])
     assert result.returncode == 2 and "--onnx needs --runtime onnxruntime" in result.stderr
 
 
