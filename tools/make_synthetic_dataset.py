@@ -11,6 +11,9 @@ import os
 import sys
 import time
 
+# H.264 yuv420p needs even sizes; below 16 pixels the moving object is a few pixels wide.
+MIN_SIZE = 16
+
 from cgnl_video.data_prep.synthetic import generate_dataset
 
 
@@ -28,7 +31,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=112, help="frame height and width (even)")
     parser.add_argument("--fps", type=int, default=25, help="frame rate")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.size < MIN_SIZE or args.size % 2:
+        parser.error(f"--size {args.size}: expected an even number >= {MIN_SIZE}")
+    for name in ("frames", "fps", "workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: expected >= 1")
+    for name in ("num_train", "num_val", "num_test"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
+    return args
 
 
 def main(argv=None) -> int:
