@@ -54,6 +54,13 @@ def test_a_bad_value_in_a_yaml_names_the_file_and_key(tmp_path, key, value, expe
     assert str(err.value).startswith(f"{path}: {key}=") and err.value.key == key
 
 
+def test_a_non_local_pool_longer_than_its_stage_clip_is_refused():
+    opts = ["DATA.NUM_FRAMES", "4", "NONLOCAL.LOCATION", "[[],[],[0],[]]", "NONLOCAL.POOL", "[4, 2, 2]"]
+    with pytest.raises(ConfigError, match=r"command line: NONLOCAL.POOL=\[4, 2, 2\]: .*res4: T=2"):
+        load_config(None, opts)
+    assert load_config(None, opts[:-1] + ["[2, 2, 2]"]).NONLOCAL.POOL == [2, 2, 2]
+
+
 def test_train_net_with_a_nan_learning_rate_writes_nothing(data_dir, tmp_path):
     out, cfg = tmp_path / "run", tmp_path / "nan.yaml"
     cfg.write_text("SOLVER:\n  BASE_LR: .nan\n")

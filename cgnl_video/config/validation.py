@@ -186,6 +186,19 @@ def check_temporal_layout(cfg: CfgNode) -> None:
     _require(min(sizes) >= 1, "DATA.NUM_FRAMES", cfg.DATA.NUM_FRAMES,
              f"enough frames for the stem and pools (T = {sizes} after the stem conv, stem pool, "
              f"pool1 with the RESNET.STEM_* / RESNET.POOL1 keys)")
+    check_nonlocal_pool(cfg, sizes)
+
+
+def check_nonlocal_pool(cfg: CfgNode, sizes: List[int]) -> None:
+    """``NONLOCAL.POOL``'s T fits the clip length of every stage holding a non-local block
+    (res2: T after the stem pool; res3..res5: after pool1), or the max-pool has no input."""
+    pool = cfg.NONLOCAL.POOL
+    lengths = [sizes[1]] + [sizes[2]] * 3
+    short = [f"res{stage + 2}: T={lengths[stage]}" for stage, indices in enumerate(cfg.NONLOCAL.LOCATION)
+             if indices and pool and pool[0] > lengths[stage]]
+    _require(not short, "NONLOCAL.POOL", pool,
+             f"a temporal size within the clip of each stage with a block ({', '.join(short)}; "
+             f"DATA.NUM_FRAMES={cfg.DATA.NUM_FRAMES})")
 
 
 def _require(ok: bool, key: str, value, expected: str) -> None:
