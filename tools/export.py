@@ -7,6 +7,7 @@
 """
 
 from cgnl_video.config.cli import config_from_args, default_parser, run_tool
+from cgnl_video.inference.arguments import check_output_file
 
 
 def main():
@@ -15,6 +16,7 @@ def main():
     parser.add_argument("--out", required=True, help="the file to write")
     parser.add_argument("--checkpoint", help="weights to export (default: the newest of OUTPUT_DIR)")
     args = parser.parse_args()
+    check_output_file(args.out, "--out")
     cfg = config_from_args(args)  # a bad setting stops here, before torch is imported
     from cgnl_video.inference.export import export_from_config
 

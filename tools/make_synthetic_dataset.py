@@ -18,6 +18,8 @@ import time
 from cgnl_video.data_prep.synthetic import MOTION_TASK, generate_dataset
 from cgnl_video.data_prep.synthetic_relation import RELATION_TASK
 
+# H.264 yuv420p needs even sizes; below 16 pixels the moving object is a few pixels wide.
+MIN_SIZE = 16
 TASKS = {"motion": MOTION_TASK, "relation": RELATION_TASK}
 
 
@@ -42,6 +44,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     available = len(TASKS[args.task].classes)
     if (args.num_classes or 0) > available:
         parser.error(f"--num-classes {args.num_classes}: --task {args.task} has {available} classes")
+    if args.size < MIN_SIZE or args.size % 2:
+        parser.error(f"--size {args.size}: expected an even number >= {MIN_SIZE}")
+    for name in ("frames", "fps", "workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: expected >= 1")
+    for name in ("num_train", "num_val", "num_test"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: expected >= 0")
     return args
 
 

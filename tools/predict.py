@@ -21,11 +21,13 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import re
 import sys
 
 from cgnl_video.config.cli import add_trained_model_args, run_tool, trained_model_config
 from cgnl_video.errors import UserError
+from cgnl_video.inference.arguments import check_output_file, check_timeline, check_topk
 from cgnl_video.inference.sources import expand_inputs, is_input
 from cgnl_video.utils.io import atomic_write_text
 
@@ -50,7 +52,9 @@ def parse_args():
     parser.add_argument("items", nargs="+", metavar="VIDEO [KEY VALUE ...]",
                         help="videos, folders or list files, then optional config overrides")
     args = parser.parse_intermixed_args()  # options may also follow the videos
-    # Everything from the first config key (e.g. TEST.NUM_ENSEMBLE_VIEWS) on is overrides.
+    # Everything from the first config key (e.g. TEST.NUM_ENSEMBLE_VIEWS) on is overrides; an
+    # existing file or folder, or a video / list name, is an input even when it looks like one
+    # (GOPR0001.MP4, CAMERA).
     split = next((i for i, item in enumerate(args.items) if CONFIG_KEY.match(item) and not is_input(item)),
                  len(args.items))
     args.videos, args.opts = expand_inputs(args.items[:split]), args.items[split:]
@@ -62,6 +66,12 @@ def parse_args():
         parser.error(f"--timeline-out {args.timeline_out}: expected a .json or .csv file")
     if args.onnx and args.runtime != "onnxruntime":
         parser.error("--onnx needs --runtime onnxruntime")
+    check_topk(args.topk, "--topk")
+    if args.timeline:
+        check_timeline(args.window, args.stride, args.smooth, args.topk, ("--window", "--stride", "--smooth", "--topk"))
+    for name, path in (("--out-video", args.out_video), ("--timeline-out", args.timeline_out)):
+        if path is not None:
+            check_output_file(path, name)
     return args
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from cgnl_video.config.cli import add_trained_model_args, run_tool, trained_model_config
+from cgnl_video.errors import ConfigError
 
 
 def main():
@@ -17,6 +18,9 @@ def main():
     args, opts = parser.parse_known_args()
     # A bad setting stops here, before torch is imported.
     cfg = trained_model_config(args, opts)
+    if not any(cfg.NONLOCAL.LOCATION):
+        raise ConfigError(f"NONLOCAL.LOCATION={cfg.NONLOCAL.LOCATION}: the model has no CGNL / NL block "
+                          "to visualise", key="NONLOCAL.LOCATION")
     from cgnl_video.inference.visualize import visualize_video
     from cgnl_video.inference.recognizer import Recognizer
 

@@ -41,12 +41,34 @@ def trained_model_config(args: argparse.Namespace, opts: Sequence[str]) -> CfgNo
     return load_run_config(args.run, opts) if args.run else load_config(args.cfg_file, opts)
 
 
+INTERRUPTED = ("interrupted (Ctrl-C): every file already written is complete (written atomically); "
+               "run the same command again to continue (training resumes from its newest checkpoint)")
+OUT_OF_MEMORY = ("out of memory ({}): lower TRAIN.BATCH_SIZE / TEST.BATCH_SIZE, DATA.NUM_FRAMES, "
+                 "DATA.TRAIN_CROP_SIZE / DATA.TEST_CROP_SIZE or TEST.MAX_VIEWS_PER_BATCH")
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """A host ``MemoryError``, torch's ``OutOfMemoryError`` (GPU) or its CPU allocator's failure
+    (a RuntimeError ``DefaultCPUAllocator: can't allocate memory``)."""
+    torch = sys.modules.get("torch")  # never imported here: a tool without torch has no such error
+    return (isinstance(err, MemoryError) or (torch is not None and isinstance(err, torch.OutOfMemoryError))
+            or (isinstance(err, RuntimeError) and "can't allocate memory" in str(err)))
+
+
 def run_tool(main: Callable[[], None]) -> None:
     """Runs a tool's ``main``: a :class:`~cgnl_video.errors.UserError` (bad input, not a bug)
-    exits with its message in one line and no traceback; a :class:`ConfigError` says so."""
+    exits with its message in one line and no traceback; a :class:`ConfigError` says so; so
+    do Ctrl-C (exit status 130) and running out of memory (naming the settings to lower)."""
     try:
         main()
     except ConfigError as err:
         sys.exit(f"config error: {err}")
     except UserError as err:
         sys.exit(f"error: {err}")
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - only out-of-memory is turned into one line
+        if not _out_of_memory(err):
+            raise
+        sys.exit("error: " + OUT_OF_MEMORY.format(str(err).splitlines()[0][-100:] if str(err) else type(err).__name__))

@@ -36,6 +36,17 @@ def _reason(err: Exception) -> str:
     return err.args[0] if err.args else repr(err)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """A safe loader that refuses YAML aliases (``*name``): a config needs none, and nested
+    aliases expand exponentially (an "alias bomb" of a few hundred bytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in a config")
+        return super().compose_node(parent, index)
+
+
 def _read_yaml(path: str, chain: Tuple[str, ...]) -> dict:
     """The top-level mapping of the YAML file at ``path`` (``chain``: the files naming it as _BASE_)."""
     via = f" (_BASE_ of {' -> '.join(chain)})" if chain else ""
@@ -43,7 +54,7 @@ def _read_yaml(path: str, chain: Tuple[str, ...]) -> dict:
         raise ConfigError(f"{path}: config file not found{via}")
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yaml.load(handle, Loader=_NoAliasLoader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     except UnicodeDecodeError as err:

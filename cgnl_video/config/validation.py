@@ -15,6 +15,7 @@ Two passes, both raising :class:`ConfigError` with ``FILE: KEY=value: expected .
   :func:`key_error` like the value checks.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, List, Mapping, Optional, Sequence
@@ -107,6 +108,44 @@ VALUE_RULES: List[Rule] = [
     at_least("RNG_SEED", 0),
 ]
 
+# --- Bounds and finiteness (issue 14): a value the run cannot use ends in one line. ---
+MAX_NUM_FRAMES = 1024  # frames of one clip: far above any config (the reference: 32 / 128)
+SEED_LIMIT = 2**32  # numpy's seeds are below it
+
+
+def float_keys(cfg: CfgNode, prefix: str = "") -> List[str]:
+    """Every key of ``cfg`` holding a float or a list of floats."""
+    keys = []
+    for name, value in cfg.items():
+        key = prefix + name
+        if isinstance(value, CfgNode):
+            keys += float_keys(value, key + ".")
+        elif isinstance(value, float) or (isinstance(value, (list, tuple)) and value
+                                          and all(isinstance(v, float) for v in value)):
+            keys.append(key)
+    return keys
+
+
+def _finite(value) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return all(math.isfinite(v) for v in values)
+
+
+def check_finite(cfg: CfgNode) -> None:
+    """Every float setting (``SOLVER.BASE_LR``, ``DATA.MEAN`` ...) is a finite number."""
+    for key in float_keys(cfg):
+        value = _value(cfg, key)
+        _require(_finite(value), key, value, "a finite number")
+
+
+VALUE_RULES.extend([
+    Rule("DATA.NUM_FRAMES", lambda value: value <= MAX_NUM_FRAMES, f"<= {MAX_NUM_FRAMES}"),
+    Rule("RNG_SEED", lambda value: value < SEED_LIMIT, f"< 2**32 ({SEED_LIMIT})"),
+    Rule("OUTPUT_DIR", lambda value: bool(value.strip()), "a folder name (not empty)"),
+    Rule("NONLOCAL.POOL", lambda value: all(isinstance(v, int) and v >= 1 for v in value),
+         "[] or 3 integers >= 1 [T, H, W]"),
+])
+
 # --- The stem and temporal pooling keys (RESNET.STEM_*, RESNET.POOL1; issue 12). ---
 def _triple(key: str, low: int) -> Rule:
     return length(key, 3, lambda item: isinstance(item, int) and item >= low, f"integers >= {low} [T, H, W]")
@@ -147,6 +186,19 @@ def check_temporal_layout(cfg: CfgNode) -> None:
     _require(min(sizes) >= 1, "DATA.NUM_FRAMES", cfg.DATA.NUM_FRAMES,
              f"enough frames for the stem and pools (T = {sizes} after the stem conv, stem pool, "
              f"pool1 with the RESNET.STEM_* / RESNET.POOL1 keys)")
+    check_nonlocal_pool(cfg, sizes)
+
+
+def check_nonlocal_pool(cfg: CfgNode, sizes: List[int]) -> None:
+    """``NONLOCAL.POOL``'s T fits the clip length of every stage holding a non-local block
+    (res2: T after the stem pool; res3..res5: after pool1), or the max-pool has no input."""
+    pool = cfg.NONLOCAL.POOL
+    lengths = [sizes[1]] + [sizes[2]] * 3
+    short = [f"res{stage + 2}: T={lengths[stage]}" for stage, indices in enumerate(cfg.NONLOCAL.LOCATION)
+             if indices and pool and pool[0] > lengths[stage]]
+    _require(not short, "NONLOCAL.POOL", pool,
+             f"a temporal size within the clip of each stage with a block ({', '.join(short)}; "
+             f"DATA.NUM_FRAMES={cfg.DATA.NUM_FRAMES})")
 
 
 def _require(ok: bool, key: str, value, expected: str) -> None:
@@ -262,7 +314,7 @@ def check_checkpoint_type(cfg: CfgNode) -> None:
 
 
 CROSS_CHECKS: List[Callable[[CfgNode], None]] = [
-    check_model_config, check_solver_config, check_train_batch_config, check_bn_config,
+    check_finite, check_model_config, check_solver_config, check_train_batch_config, check_bn_config,
     check_jitter_config, check_checkpoint_type,
 ]
 

@@ -233,6 +233,9 @@ def save_checkpoint(state: TrainState, cfg: CfgNode, rng_states: List[Dict], cla
     that resuming skipped) is kept as ``.prev``.
     """
     path = checkpoint_path(cfg.OUTPUT_DIR, state.epoch)
+    bad = next((k for k, v in state.model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()), None)
+    if bad is not None:  # never written: the previous checkpoint stays the newest (issue 14)
+        raise CheckpointError(f"{path}: not written, the weight {bad} is not finite (check SOLVER.BASE_LR and the loss)")
     if os.path.exists(path):
         os.replace(path, path + ".prev")
     extra = {"rng": rng_states, "world_size": len(rng_states), "cfg": cfg.dump(), "classes": list(classes)}
@@ -312,15 +315,18 @@ def initialise(state: TrainState, cfg: CfgNode, start: Optional[Start], rank: in
 
 
 def find_test_checkpoint(cfg: CfgNode) -> str:
-    """``TEST.CHECKPOINT_FILE_PATH``, or the newest checkpoint in ``OUTPUT_DIR``."""
+    """``TEST.CHECKPOINT_FILE_PATH``, or the newest loadable checkpoint in ``OUTPUT_DIR`` (a
+    damaged newer one skipped and logged, as resuming does)."""
     if cfg.TEST.CHECKPOINT_FILE_PATH:
         return cfg.TEST.CHECKPOINT_FILE_PATH
-    paths = list_checkpoints(cfg.OUTPUT_DIR)
-    if not paths:
+    path, _ = newest_loadable(cfg.OUTPUT_DIR)
+    if path is None and list_checkpoints(cfg.OUTPUT_DIR):
+        raise CheckpointError(f"every checkpoint in {checkpoint_dir(cfg.OUTPUT_DIR)} is damaged")
+    if path is None:
         raise CheckpointError(
             f"no checkpoint in {checkpoint_dir(cfg.OUTPUT_DIR)} and TEST.CHECKPOINT_FILE_PATH is empty"
         )
-    return paths[-1]
+    return path
 
 
 def load_for_test(model: nn.Module, path: str, checkpoint: Optional[Dict] = None) -> Dict:

@@ -36,6 +36,7 @@ from cgnl_video.decoding.frames import FramesVideo
 from cgnl_video.decoding.video import iter_frames
 from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.engine.scoring import video_scores
+from cgnl_video.inference.arguments import ArgumentError, check_topk
 from cgnl_video.inference.prediction import Prediction, top_classes
 from cgnl_video.inference.runtime import build_runner, check_runtime
 from cgnl_video.inference.timeline import FrameCallback, Window, timeline
@@ -117,6 +118,7 @@ class Recognizer:
 
     def top(self, scores: torch.Tensor, topk: int = 5) -> Prediction:
         """``(class name, score)`` of the ``topk`` largest ``scores``."""
+        check_topk(topk)
         return top_classes(scores, self.class_names, topk)
 
     def views(self, path: str) -> torch.Tensor:
@@ -125,11 +127,18 @@ class Recognizer:
 
     def predict(self, path: str, topk: int = 5) -> Prediction:
         """Top-``topk`` ``(class, score)`` of the video at ``path``."""
+        check_topk(topk)
         return self.top(self.scores(self.views(path)), topk)
 
     def predict_clip(self, frames: Union[np.ndarray, torch.Tensor], fps: float = 0.0, topk: int = 5) -> Prediction:
-        """Top-``topk`` of decoded frames (uint8 ``N x H x W x 3``, RGB), viewed as a video."""
-        return self.top(self.scores(self.test_views(FramesVideo(frames, fps))), topk)
+        """Top-``topk`` of decoded frames (uint8 ``N x H x W x 3``, RGB; any strides, e.g. the
+        ``frames[..., ::-1]`` of a BGR array), viewed as a video."""
+        check_topk(topk)
+        try:
+            video = FramesVideo(np.ascontiguousarray(frames), fps)
+        except ValueError as err:
+            raise ArgumentError(f"predict_clip: {err}") from None
+        return self.top(self.scores(self.test_views(video)), topk)
 
     def timeline(self, path: str, window: float = 2.0, stride: float = 1.0, smooth: int = 1, topk: int = 5,
                  on_frame: Optional[FrameCallback] = None) -> List[Window]:

@@ -21,6 +21,7 @@ import torch
 
 from cgnl_video.decoding.frames import FramesVideo
 from cgnl_video.decoding.video import iter_frames
+from cgnl_video.inference.arguments import check_timeline
 from cgnl_video.inference.prediction import Prediction
 
 FrameCallback = Callable[[np.ndarray, str], None]
@@ -88,8 +89,7 @@ class _Stream:
 def timeline(recognizer, path: str, window: float = 2.0, stride: float = 1.0, smooth: int = 1, topk: int = 5,
              on_frame: Optional[FrameCallback] = None) -> List[Window]:
     """Scored sliding windows (seconds) of the video at ``path``; see the module docstring."""
-    if window <= 0 or stride <= 0 or smooth < 1:
-        raise ValueError(f"--window ({window}) and --stride ({stride}) must be > 0 and --smooth ({smooth}) >= 1")
+    check_timeline(window, stride, smooth, topk)
     with recognizer.decoder.open(path, short_side=recognizer.test_views.short_side) as video:
         stream = _Stream(recognizer, video.fps, window, stride, on_frame)
         for index, frame in enumerate(iter_frames(video)):

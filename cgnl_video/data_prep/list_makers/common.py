@@ -12,6 +12,7 @@ source split, problems found); :func:`finish` then optionally checks every video
 """
 
 import argparse
+import logging
 import os
 import threading
 from collections import Counter
@@ -26,6 +27,8 @@ from cgnl_video.decoding.guard import GuardedDecoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, list_file, write_classes, write_video_list
 from cgnl_video.datasets.video_io import is_video_name
 from cgnl_video.utils.io import atomic_output
+
+logger = logging.getLogger(__name__)
 
 Entry = Tuple[str, int]  # (path relative to the video root, label)
 
@@ -64,13 +67,27 @@ def progress(iterable: Iterable, desc: str, total: Optional[int] = None, unit: s
     return tqdm(iterable, desc=desc, total=total, unit=unit, dynamic_ncols=True, leave=False)
 
 
+def _first_visit(folder: str, seen: set) -> bool:
+    """True the first time a folder's real path is met: a symlinked folder is followed once, and
+    one leading to a folder already scanned (a loop such as ``ln -s .. loop``) is skipped."""
+    real = os.path.realpath(folder)
+    if real in seen:
+        logger.warning("skipping %s: it leads to %s, already scanned", folder, real)
+        return False
+    seen.add(real)
+    return True
+
+
 def scan_videos(root: str) -> List[str]:
-    """Returns the sorted paths (relative to ``root``, ``/``-separated) of all video files below it."""
+    """Returns the sorted paths (relative to ``root``, ``/``-separated) of all video files below it.
+
+    Symlinked folders are followed, each real folder scanned once (the first path met, in
+    ``os.walk`` order); a link back into the tree is skipped with a warning."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"video root {root!r} is not a folder")
-    found = []
+    found, seen = [], {os.path.realpath(root)}
     for folder, dirs, files in progress(os.walk(root, followlinks=True), f"scanning {root}", unit=" folders"):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        dirs[:] = [d for d in dirs if not d.startswith(".") and _first_visit(os.path.join(folder, d), seen)]
         rel_folder = os.path.relpath(folder, root)
         for name in files:
             if not name.startswith(".") and is_video_name(name):
