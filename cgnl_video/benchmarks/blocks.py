@@ -181,16 +181,17 @@ def run_case(case: Case, args: argparse.Namespace) -> Dict[str, Dict[str, Measur
 
 
 def saved_table(cases: List[Case], args: argparse.Namespace) -> str:
-    """One row per case: the MiB autograd saves in a training forward, per candidate."""
-    rows, names = [], []
+    """One row per case and candidate: MiB autograd saves in a training forward, and / CGNL dot."""
+    rows = []
     for case in cases:
         torch.manual_seed(0)
         candidates = build_candidates(case.channels, args.groups, args.order)
         x = torch.randn(args.batch, case.channels, *case.shape, device=args.device)
-        names = list(candidates)
-        saved = [saved_tensor_bytes(module.to(args.device), x) for module in candidates.values()]
-        rows.append([case.shape_label, case.width_label, *map(_mib, saved)])
-    return markdown_table(["T x H x W", "C / inner", *names], rows)
+        saved = {name: saved_tensor_bytes(module.to(args.device), x) for name, module in candidates.items()}
+        dot = saved[cgnl_name("dot")]
+        for name, num_bytes in saved.items():
+            rows.append([case.shape_label, case.width_label, name, _mib(num_bytes), f"{num_bytes / dot:.2f}"])
+    return markdown_table(["T x H x W", "C / inner", "block", "saved MiB", "/ CGNL dot"], rows)
 
 
 def _mib(num_bytes: int) -> str:
