@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from cgnl_video.models import CGNLBlock
-from cgnl_video.models.cgnl import GAUSSIAN_GAMMA, taylor_coefficients
+from cgnl_video.models.cgnl import GAUSSIAN_GAMMA, compact_generalized_nonlocal, taylor_coefficients
 
 
 def explicit_kernel_matrix(kernel, order, a, b):
@@ -128,3 +128,31 @@ def test_channels_last_input_gives_the_same_output():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CGNLBlock(**kwargs)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+@pytest.mark.parametrize("kernel", ["dot", "gaussian", "embedded_gaussian"])
+def test_compact_kernel_backward_passes_gradcheck(kernel, order, groups):
+    """The hand-written backward of CompactKernel against finite differences, float64."""
+    torch.manual_seed(0)
+    theta, phi, g = (torch.randn(2, groups, 6, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    coefficients = taylor_coefficients(kernel, order)
+    fn = lambda t, p, v: compact_generalized_nonlocal(t, p, v, coefficients)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (theta, phi, g))
+
+
+@pytest.mark.parametrize("kernel", ["dot", "gaussian", "embedded_gaussian"])
+def test_block_passes_gradcheck_on_a_small_input(kernel):
+    block = randomised_block(kernel, 3, 2, True)
+    x = torch.randn(1, 8, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (x,))
+
+
+@pytest.mark.parametrize("kernel", ["dot", "gaussian", "embedded_gaussian"])
+def test_inference_path_gives_the_training_path_output(kernel):
+    block = randomised_block(kernel, 3, 2, False)
+    x = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64)
+    with torch.no_grad():
+        inferred = block(x)
+    torch.testing.assert_close(inferred, block(x.requires_grad_(True)), rtol=1e-12, atol=1e-12)

@@ -142,6 +142,28 @@ def forward_backward_call(
     return call
 
 
+def saved_tensor_bytes(module: nn.Module, x: torch.Tensor) -> int:
+    """Bytes autograd saves for backward in one training forward of ``module`` on ``x``.
+
+    Counted through ``torch.autograd.graph.saved_tensors_hooks``, once per storage (the
+    convolutions all save the same ``x``), leaving out the input and the parameters:
+    the activations a training step keeps, deterministic and independent of the load.
+    """
+    held = {t.untyped_storage().data_ptr() for t in (x, *module.parameters())}
+    saved: Dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in held:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    module.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        module(x.detach().requires_grad_(True))
+    return sum(saved.values())
+
+
 def run_case(case: Case, args: argparse.Namespace) -> Dict[str, Dict[str, Measurement]]:
     """Measures every candidate of ``case`` in both modes, fwd first."""
     device = args.device
@@ -156,6 +178,20 @@ def run_case(case: Case, args: argparse.Namespace) -> Dict[str, Dict[str, Measur
     fwd_bwd = {name: forward_backward_call(module, x, grad_out) for name, module in modules.items()}
     results["fwd+bwd"] = measure(fwd_bwd, device, args.repeats, args.budget)
     return results
+
+
+def saved_table(cases: List[Case], args: argparse.Namespace) -> str:
+    """One row per case and candidate: MiB autograd saves in a training forward, and / CGNL dot."""
+    rows = []
+    for case in cases:
+        torch.manual_seed(0)
+        candidates = build_candidates(case.channels, args.groups, args.order)
+        x = torch.randn(args.batch, case.channels, *case.shape, device=args.device)
+        saved = {name: saved_tensor_bytes(module.to(args.device), x) for name, module in candidates.items()}
+        dot = saved[cgnl_name("dot")]
+        for name, num_bytes in saved.items():
+            rows.append([case.shape_label, case.width_label, name, _mib(num_bytes), f"{num_bytes / dot:.2f}"])
+    return markdown_table(["T x H x W", "C / inner", "block", "saved MiB", "/ CGNL dot"], rows)
 
 
 def _mib(num_bytes: int) -> str:
@@ -271,6 +307,10 @@ def render(
         "CGNL time over the floor's, the NL block's without subsampling and with the "
         "paper's 1x2x2 subsampling, the median over rounds of the ratio within each round:",
         ratio_table(results),
+        "Training memory: MiB of activations autograd saves for backward in one training "
+        "forward (`saved_tensor_bytes`: saved-tensor hooks, once per storage, input and "
+        "parameters left out):",
+        saved_table(list(results), args),
     ]
     targets = target_lines(results)
     if targets:
@@ -319,6 +359,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--channels", type=int, nargs="+", default=list(DEFAULT_CHANNELS), metavar="C",
         help="block widths, every shape at each; inner = C / 2 (default: 1024 512, res4 and res3)",
     )
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's, the number of cores)"
+    )
     parser.add_argument("--batch", type=int, default=2, help="batch size (default: 2)")
     parser.add_argument("--groups", type=int, default=8, help="CGNL groups (default: 8)")
     parser.add_argument(
@@ -340,6 +383,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> None:
     """Measures every case, prints the report section and writes it to ``--out``."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     start, start_cpu = time.perf_counter(), cpu_snapshot()
     results: Results = {}
     for shape in args.shapes:

@@ -18,10 +18,11 @@ one spatial axis.
 """
 
 import math
-from typing import List
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from torch.autograd.function import once_differentiable
 
 from cgnl_video.choices import CGNL_KERNELS
 
@@ -49,6 +50,107 @@ def taylor_coefficients(kernel: str, order: int) -> List[float]:
     raise ValueError(f"unknown CGNL kernel '{kernel}'; expected one of {KERNELS}")
 
 
+# Per (sample, group) scalars ``B x G x 1`` of a polynomial, lowest power first; None = 0.
+Moments = List[Optional[torch.Tensor]]
+
+
+def taylor_moments(phi: torch.Tensor, g: torch.Tensor, coefficients: List[float]) -> Moments:
+    """``[c_p * sum_j phi_j^p g_j for p = 0..P]`` (None where ``c_p = 0``), ``B x G x 1`` each.
+
+    By repeated weighting: one buffer ``g * phi^p``, multiplied by ``phi`` in place
+    from one power to the next (P - 1 full-size passes besides the reductions).
+    """
+    moments: Moments = []
+    weighted = g
+    for p, coef in enumerate(coefficients):
+        if p == 1:
+            weighted = g * phi
+        elif p > 1:
+            weighted.mul_(phi)
+        moments.append(None if coef == 0 else weighted.sum(-1, keepdim=True).mul_(coef))
+    return moments
+
+
+def taylor_polynomial(t: torch.Tensor, moments: Moments) -> torch.Tensor:
+    """``sum_p moments[p] * t^p`` by Horner's scheme, in one new buffer (``t``'s shape).
+
+    The highest moment must not be None; order 0 gives the constant, expanded.
+    """
+    top = len(moments) - 1
+    if top == 0:
+        return moments[0].expand_as(t)
+    below = moments[top - 1]
+    out = t * moments[top] if below is None else torch.addcmul(below, t, moments[top])
+    for p in range(top - 2, -1, -1):
+        if moments[p] is None:
+            out.mul_(t)
+        elif torch.jit.is_tracing():  # the ONNX exporter has no addcmul with out=
+            out = torch.addcmul(moments[p], out, t)
+        else:
+            torch.addcmul(moments[p], out, t, out=out)
+    return out
+
+
+def derivative(moments: Moments) -> Moments:
+    """The moments of the derivative: ``[p * moments[p] for p = 1..P]``."""
+    return [None if m is None else m * p for p, m in enumerate(moments) if p > 0]
+
+
+def times_polynomial(factor: torch.Tensor, t: torch.Tensor, moments: Moments) -> torch.Tensor:
+    """``factor * sum_p moments[p] t^p``, the polynomial's buffer reused for the product."""
+    if len(moments) == 1:
+        return factor * moments[0]
+    return taylor_polynomial(t, moments).mul_(factor)
+
+
+def compact_forward(
+    theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, coefficients: List[float]
+) -> Tuple[torch.Tensor, Moments]:
+    """Eq. 12: ``y = sum_p theta^p m_p`` with ``m_p = c_p sum_j phi_j^p g_j``; y and the m_p."""
+    moments = taylor_moments(phi, g, coefficients)
+    return taylor_polynomial(theta, moments), moments
+
+
+class CompactKernel(torch.autograd.Function):
+    """The compact form with a hand-written backward that saves only theta, phi, g.
+
+    With ``a_p = c_p sum_i grad_i theta_i^p`` (the moments of ``theta`` weighted by the
+    output gradient), the gradients are polynomials again:
+
+        d theta_i = grad_i * sum_p p m_p theta_i^(p-1),
+        d g_j     = sum_p a_p phi_j^p,
+        d phi_j   = g_j * sum_p p a_p phi_j^(p-1),
+
+    so backward recomputes the powers instead of autograd keeping every ``phi^p``,
+    ``phi^p g`` and Horner step (see docs/PERFORMANCE.md, blocks section).
+    """
+
+    @staticmethod
+    def forward(ctx, theta, phi, g, coefficients):
+        out, moments = compact_forward(theta, phi, g, coefficients)
+        ctx.save_for_backward(theta, phi, g)
+        ctx.moments = moments
+        ctx.coefficients = coefficients
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        theta, phi, g = ctx.saved_tensors
+        needs_theta, needs_phi, needs_g = ctx.needs_input_grad[:3]
+        constant = len(ctx.moments) == 1  # order 0: y does not depend on theta and phi
+        grad_theta = grad_phi = grad_g = None
+        if needs_theta and not constant:
+            grad_theta = times_polynomial(grad, theta, derivative(ctx.moments))
+        if needs_phi or needs_g:
+            weights = taylor_moments(theta, grad, ctx.coefficients)
+            if needs_g:
+                grad_g = taylor_polynomial(phi, weights)
+            if needs_phi and not constant:
+                grad_phi = times_polynomial(g, phi, derivative(weights))
+        return grad_theta, grad_phi, grad_g, None
+
+
 def compact_generalized_nonlocal(
     theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, coefficients: List[float]
 ) -> torch.Tensor:
@@ -58,24 +160,13 @@ def compact_generalized_nonlocal(
         theta, phi, g: ``B x G x M`` (M = channels per group x T x H x W).
         coefficients: ``[c_0, ..., c_P]`` of the Taylor kernel.
     Returns:
-        ``B x G x M``.
+        ``B x G x M``. Through :class:`CompactKernel` where a gradient is needed; plain
+        tensor ops otherwise (inference, and tracers that cannot record a Python function).
     """
-    # moments[p] = c_p * sum_j phi_j^p g_j, each B x G x 1 (None where c_p = 0).
-    moments = []
-    power = None
-    for p, coef in enumerate(coefficients):
-        if p > 0:
-            power = phi if p == 1 else power * phi
-        if coef == 0:
-            moments.append(None)
-            continue
-        weighted = g if p == 0 else power * g
-        moments.append(weighted.sum(-1, keepdim=True) * coef)
-    # Horner's scheme: y = ((m_P t + m_{P-1}) t + ...) t + m_0, one fused pass a step.
-    out = moments[-1]
-    for p in range(len(moments) - 2, -1, -1):
-        out = out * theta if moments[p] is None else torch.addcmul(moments[p], out, theta)
-    return out.expand_as(theta)
+    needs_grad = torch.is_grad_enabled() and any(v.requires_grad for v in (theta, phi, g))
+    if needs_grad and not torch.jit.is_tracing():
+        return CompactKernel.apply(theta, phi, g, coefficients)
+    return compact_forward(theta, phi, g, coefficients)[0]
 
 
 class CGNLBlock(nn.Module):
@@ -141,6 +232,11 @@ class CGNLBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``B x C x T x H x W`` -> ``B x C x T x H x W``."""
+        # theta / phi / g live only inside nonlocal_response: freed before z and GroupNorm run.
+        return self.gn(self.z(self.nonlocal_response(x))).add_(x)
+
+    def nonlocal_response(self, x: torch.Tensor) -> torch.Tensor:
+        """y of Eq. 12 per group, ``B x inner x T x H x W``: the input of ``z``."""
         b, _, t, h, w = x.shape
         theta, phi, g = self.theta(x), self.phi(x), self.g(x)
         inner = theta.shape[1]
@@ -152,5 +248,4 @@ class CGNLBlock(nn.Module):
         y = compact_generalized_nonlocal(
             theta.reshape(shape), phi.reshape(shape), g.reshape(shape), coefficients
         )
-        y = y.reshape(b, inner, t, h, w)
-        return self.gn(self.z(y)) + x
+        return y.reshape(b, inner, t, h, w)
