@@ -14,8 +14,13 @@ import pytest
 
 from cgnl_video.config import load_config
 from cgnl_video.data_prep.list_makers import minikinetics, ucf101
-from cgnl_video.data_prep.list_makers.locations import KINETICS400_VAL_CSV, MINIKINETICS_TRAIN_IDS, \
-    MINIKINETICS_VAL_IDS, SHIPPED, UCF101_SPLITS_DIR
+from cgnl_video.data_prep.list_makers.locations import (
+    KINETICS400_VAL_CSV,
+    MINIKINETICS_TRAIN_IDS,
+    MINIKINETICS_VAL_IDS,
+    SHIPPED,
+    UCF101_SPLITS_DIR,
+)
 from cgnl_video.datasets.lists import read_classes, read_video_list
 from cgnl_video.engine.preflight import validate_inputs
 from cgnl_video.errors import ConfigError

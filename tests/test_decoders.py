@@ -4,8 +4,15 @@ import av
 import numpy as np
 import pytest
 
-from cgnl_video.datasets.decoders import (BACKENDS, DecodeError, VideoDecoder, decode_frames, num_frames, open_video,
-                                          scaled_size)
+from cgnl_video.datasets.decoders import (
+    BACKENDS,
+    DecodeError,
+    VideoDecoder,
+    decode_frames,
+    num_frames,
+    open_video,
+    scaled_size,
+)
 from cgnl_video.decoding.frames import FramesVideo
 from cgnl_video.decoding.video import OpenVideo, iter_frames
 

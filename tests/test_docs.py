@@ -10,7 +10,6 @@ import pathlib
 import re
 import urllib.parse
 
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_LINES = 160

@@ -7,10 +7,10 @@ import os
 import subprocess
 import sys
 
+import faulty_videos
 import numpy as np
 import pytest
 
-import faulty_videos
 from cgnl_video.datasets.decoders import BACKENDS, VideoDecoder, open_video
 from cgnl_video.decoding.errors import DecodeError
 from cgnl_video.inference.sources import expand_inputs, is_input

@@ -2,10 +2,10 @@
 
 import csv
 import os
-from collections import Counter
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np

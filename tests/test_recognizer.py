@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from cgnl_video import Recognizer
-from cgnl_video.errors import ConfigError
 from cgnl_video.datasets.decoders import DecodeError, open_video
+from cgnl_video.errors import ConfigError
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 

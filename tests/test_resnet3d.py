@@ -9,10 +9,10 @@ from pytorchvideo.models.hub import i3d_r50
 from pytorchvideo.models.resnet import create_resnet
 from pytorchvideo.models.stem import create_res_basic_stem
 
-from cgnl_video.errors import ConfigError
 from cgnl_video.config import load_config
 from cgnl_video.config.validation import check_temporal_layout, temporal_sizes
-from cgnl_video.models import CGNLBlock, NonLocalBlock, build_model
+from cgnl_video.errors import ConfigError
+from cgnl_video.models import CGNLBlock, build_model
 from cgnl_video.models.complexity import block_table, count_gflops, count_params
 from cgnl_video.models.resnet3d import BLOCK_NAMES
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_synthetic import nearest_centroid_accuracy
 
 from cgnl_video.data_prep.synthetic import generate_dataset, object_layer
 from cgnl_video.data_prep.synthetic_relation import (
@@ -23,7 +24,6 @@ from cgnl_video.data_prep.synthetic_relation import (
     toroidal_distance,
 )
 from cgnl_video.datasets.lists import read_classes, read_video_list
-from test_synthetic import nearest_centroid_accuracy
 
 REPO = Path(__file__).resolve().parents[1]
 T, H, W = 16, 48, 48

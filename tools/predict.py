@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import re
 import sys
 

@@ -21,8 +21,8 @@ def main():
     if not any(cfg.NONLOCAL.LOCATION):
         raise ConfigError(f"NONLOCAL.LOCATION={cfg.NONLOCAL.LOCATION}: the model has no CGNL / NL block "
                           "to visualise", key="NONLOCAL.LOCATION")
-    from cgnl_video.inference.visualize import visualize_video
     from cgnl_video.inference.recognizer import Recognizer
+    from cgnl_video.inference.visualize import visualize_video
 
     recognizer = Recognizer.from_cfg(cfg, args.checkpoint)
     out_dir = args.out_dir or os.path.join(recognizer.cfg.OUTPUT_DIR, "attention_maps")

@@ -40,16 +40,15 @@ import numpy as np
 import torch
 
 from cgnl_video.benchmarks import markdown_table, pytorchvideo_peer, update_section
-from cgnl_video.benchmarks.timing import machine_description
-from cgnl_video.benchmarks.timing import Measurement, measure
+from cgnl_video.benchmarks.timing import Measurement, machine_description, measure
 from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset, sampling
 from cgnl_video.datasets.batching import item_seed
 from cgnl_video.datasets.decoders import VideoDecoder, build_decoder, scaled_size
 from cgnl_video.datasets.lists import CLASSES_FILE, list_file, write_classes, write_video_list
-from cgnl_video.datasets.video_io import write_video
 from cgnl_video.datasets.video_dataset import VideoDataset
+from cgnl_video.datasets.video_io import write_video
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
 DEFAULT_VIDEOS = [str(SHARED_VIDEOS / name) for name in ("test.mp4", "test.avi")]

@@ -16,7 +16,6 @@ from cgnl_video.config.defaults import get_cfg
 from cgnl_video.config.validation import keep_origins, validate_values
 from cgnl_video.errors import ConfigError
 
-
 BASE_KEY = "_BASE_"
 COMMAND_LINE = "command line"  # the origin of a KEY VALUE override
 

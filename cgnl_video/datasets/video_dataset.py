@@ -39,8 +39,8 @@ import os
 from typing import AbstractSet, List, Optional, Sequence, Tuple
 
 import torch
-from fvcore.common.config import CfgNode
 import torch.distributed as dist
+from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from cgnl_video.datasets.batching import GlobalBatchSampler, Key, ShardBatchSampler, item_seed

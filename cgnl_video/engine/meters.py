@@ -10,7 +10,6 @@ import torch
 from cgnl_video.choices import ENSEMBLE_METHODS
 
 
-
 def aggregate_views(view_scores: torch.Tensor, method: str = "sum") -> torch.Tensor:
     """Combines a video's views: ``V x K`` softmax scores -> ``K`` (sum or max)."""
     if method == "sum":

@@ -20,7 +20,12 @@ from cgnl_video.config.validation import key_error
 from cgnl_video.data_prep.list_makers.locations import make_lists_command
 from cgnl_video.datasets.batching import micro_batch_size
 from cgnl_video.datasets.lists import (
-    CLASSES_FILE, ListFormatError, VideoRecord, list_file, read_classes, read_video_list,
+    CLASSES_FILE,
+    ListFormatError,
+    VideoRecord,
+    list_file,
+    read_classes,
+    read_video_list,
 )
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.errors import ConfigError

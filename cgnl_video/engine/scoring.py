@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 from fvcore.common.config import CfgNode
 
-from cgnl_video.engine.normalize import InputNormalizer
 from cgnl_video.engine.meters import aggregate_views
+from cgnl_video.engine.normalize import InputNormalizer
 from cgnl_video.engine.precision import autocast_context
 
 

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from cgnl_video.errors import ConfigError
 from cgnl_video.config.loading import load_config, load_run_config
 from cgnl_video.datasets.decoders import build_decoder
 from cgnl_video.datasets.lists import CLASSES_FILE, read_classes
@@ -36,6 +35,7 @@ from cgnl_video.decoding.frames import FramesVideo
 from cgnl_video.decoding.video import iter_frames
 from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.engine.scoring import video_scores
+from cgnl_video.errors import ConfigError
 from cgnl_video.inference.arguments import ArgumentError, check_topk
 from cgnl_video.inference.prediction import Prediction, top_classes
 from cgnl_video.inference.runtime import build_runner, check_runtime

@@ -25,12 +25,18 @@ from typing import Iterator, Optional, Tuple
 import torch
 import torch.fx
 import torch.nn as nn
-from torch.nn.utils.fusion import fuse_conv_bn_weights
 from fvcore.common.config import CfgNode
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from cgnl_video.errors import UserError
 from cgnl_video.inference.export import (
-    INPUT_NAME, OUTPUT_NAME, Runner, export_model, input_shape, onnx_session, session_runner,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Runner,
+    export_model,
+    input_shape,
+    onnx_session,
+    session_runner,
 )
 from cgnl_video.inference.trained import Trained
 

@@ -4,8 +4,9 @@ The video is decoded once, in display order (by the Recognizer's decoder, under 
 watchdog, frames scaled to the test views' short side), into a buffer holding one window:
 ``window`` seconds, every ``stride`` seconds. Each full window is viewed as a video of its
 own (the test config's K clips x S crops) and scored; memory stays that of one window
-whatever the video's length. A video shorter than a window gives one window over all of it. ``smooth`` > 1 averages each window's scores with its
-neighbours' (a centred moving average of that many windows) before the top-k.
+whatever the video's length. A video shorter than a window gives one window over all of it.
+``smooth`` > 1 averages each window's scores with its neighbours' (a centred moving average of
+that many windows) before the top-k.
 
 ``on_frame(frame, label)`` (optional) receives every frame once, in order, when it leaves
 the buffer, with the top-1 label of the last window scored that contains it: the streamed

@@ -22,10 +22,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from tqdm import tqdm
 
-from cgnl_video.decoding.errors import DecodeError
-from cgnl_video.decoding.guard import GuardedDecoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, list_file, write_classes, write_video_list
 from cgnl_video.datasets.video_io import is_video_name
+from cgnl_video.decoding.errors import DecodeError
+from cgnl_video.decoding.guard import GuardedDecoder
 from cgnl_video.utils.io import atomic_output
 
 logger = logging.getLogger(__name__)
