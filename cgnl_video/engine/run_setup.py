@@ -2,9 +2,9 @@
 (checked, locked, cleaned, the config saved).
 
 ``OUTPUT_DIR`` must be a folder this process can write (not a file, not on a read-only file
-system): else one line naming it, before anything is written. Only writers lock it: the tools
-that read a finished run (``predict.py``, ``visualize.py`` with ``--out-dir``) work from a
-read-only folder.
+system): else one line naming it, before anything is written. Only writers (training, testing)
+lock it: the tools that read a finished run (``predict.py``, ``visualize.py --out-dir DIR``)
+work from a read-only folder.
 """
 
 import logging
