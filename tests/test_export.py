@@ -15,7 +15,7 @@ from conftest import run_tool, tiny_opts
 from cgnl_video.config import get_cfg
 from cgnl_video.config.loading import merge_overrides
 from cgnl_video.datasets import build_dataset
-from cgnl_video.engine.checkpoint import find_test_checkpoint, load_for_test
+from cgnl_video.engine.checkpoint import load_for_test, load_test_checkpoint
 from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.inference import export
 from cgnl_video.models import CGNLBlock, NonLocalBlock, build_model
@@ -140,11 +140,11 @@ def test_tool_exports_the_newest_checkpoint_of_a_trained_run(trained_run, data_d
     opts = trained_run.opts
     cfg = tiny_cfg(data_dir, trained_run.out)
     model = build_model(cfg).eval()
-    load_for_test(model, find_test_checkpoint(cfg))
+    load_for_test(model, *load_test_checkpoint(cfg))
     for fmt in export.FORMATS:
         out = tmp_path / f"model.{fmt}"
         result = run_tool("export.py", ["--format", fmt, "--out", str(out), *opts])
-        assert f"from {find_test_checkpoint(cfg)}" in result.stdout
+        assert f"from {load_test_checkpoint(cfg)[0]}" in result.stdout
         diffs = max_diffs(export.load_exported(str(out), fmt), model, clips)
         assert max(diffs) <= TOLERANCE, f"{fmt}: {diffs}"
 

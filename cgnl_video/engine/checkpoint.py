@@ -25,7 +25,7 @@ import os
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -236,7 +236,7 @@ def save_checkpoint(state: TrainState, cfg: CfgNode, rng_states: List[Dict], cla
     bad = next((k for k, v in state.model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()), None)
     if bad is not None:  # never written: the previous checkpoint stays the newest (issue 14)
         raise CheckpointError(f"{path}: not written, the weight {bad} is not finite (check SOLVER.BASE_LR and the loss)")
-    if os.path.exists(path):
+    if os.path.lexists(path):  # a link is moved, never followed
         os.replace(path, path + ".prev")
     extra = {"rng": rng_states, "world_size": len(rng_states), "cfg": cfg.dump(), "classes": list(classes)}
     atomic_save({**state.state_dict(), **extra}, path)
@@ -314,19 +314,23 @@ def initialise(state: TrainState, cfg: CfgNode, start: Optional[Start], rank: in
     return f"continuing the run of {start.source} from epoch {state.epoch}"
 
 
-def find_test_checkpoint(cfg: CfgNode) -> str:
-    """``TEST.CHECKPOINT_FILE_PATH``, or the newest loadable checkpoint in ``OUTPUT_DIR`` (a
+def load_test_checkpoint(cfg: CfgNode) -> Tuple[str, Dict]:
+    """The checkpoint to test and its :func:`load_file` contents, loaded once:
+    ``TEST.CHECKPOINT_FILE_PATH``, or the newest loadable checkpoint in ``OUTPUT_DIR`` (a
     damaged newer one skipped and logged, as resuming does)."""
     if cfg.TEST.CHECKPOINT_FILE_PATH:
-        return cfg.TEST.CHECKPOINT_FILE_PATH
-    path, _ = newest_loadable(cfg.OUTPUT_DIR)
+        return cfg.TEST.CHECKPOINT_FILE_PATH, load_file(cfg.TEST.CHECKPOINT_FILE_PATH)
+    if os.path.exists(cfg.OUTPUT_DIR) and not os.path.isdir(cfg.OUTPUT_DIR):
+        raise CheckpointError(f"OUTPUT_DIR={cfg.OUTPUT_DIR!r}: is a file, not a run folder, and "
+                              f"TEST.CHECKPOINT_FILE_PATH is empty")
+    path, checkpoint = newest_loadable(cfg.OUTPUT_DIR)
     if path is None and list_checkpoints(cfg.OUTPUT_DIR):
         raise CheckpointError(f"every checkpoint in {checkpoint_dir(cfg.OUTPUT_DIR)} is damaged")
     if path is None:
         raise CheckpointError(
             f"no checkpoint in {checkpoint_dir(cfg.OUTPUT_DIR)} and TEST.CHECKPOINT_FILE_PATH is empty"
         )
-    return path
+    return path, checkpoint
 
 
 def load_for_test(model: nn.Module, path: str, checkpoint: Optional[Dict] = None) -> Dict:
@@ -349,29 +353,55 @@ def load_for_test(model: nn.Module, path: str, checkpoint: Optional[Dict] = None
     return checkpoint
 
 
-# Config keys (sections or single keys) a resumed run must share with its checkpoint: what
-# shapes the network and its input clips. The others (SOLVER.*, paths, logging) may change.
+# Config keys (sections or single keys) that make the network: a test must share them with its
+# checkpoint (MODEL.DROPOUT_RATE and MODEL.FC_INIT_STD only act in training).
+ARCHITECTURE_KEYS = ("MODEL.NUM_CLASSES", "RESNET", "NONLOCAL", "CGNL")
+# What a resumed run must share with its checkpoint: what shapes the network and its input
+# clips. The others (SOLVER.*, TRAIN.BATCH_SIZE, paths, logging) may change.
 RESUME_KEYS = ("MODEL", "RESNET", "NONLOCAL", "CGNL", "DATA.NUM_FRAMES", "DATA.SAMPLING_RATE")
 
 
-def _resume_key(name: str) -> bool:
-    return any(name == key or name.startswith(key + ".") for key in RESUME_KEYS)
+def saved_config(checkpoint: Dict) -> Optional[str]:
+    """The config (YAML text) saved in a checkpoint of ours (:func:`save_checkpoint`, which also
+    stores ``classes``); None for other files (PySlowFast's ``cfg`` has a schema of its own)."""
+    return checkpoint.get("cfg") if "classes" in checkpoint else None
+
+
+def _differing(cfg: CfgNode, saved_yaml: Optional[str], keys: Sequence[str]) -> List[str]:
+    """``KEY=saved in the checkpoint but current now`` for each key under ``keys`` (sections or
+    single keys) whose value differs between ``cfg`` and a checkpoint's saved config (YAML
+    text; none without one)."""
+    if not saved_yaml:
+        return []
+    saved, current = flatten(yaml.safe_load(saved_yaml) or {}), flatten(cfg)
+
+    def chosen(name: str) -> bool:
+        return any(name == key or name.startswith(key + ".") for key in keys)
+
+    return [f"{key}={saved[key]!r} in the checkpoint but {current[key]!r} now"
+            for key in sorted(current) if chosen(key) and key in saved
+            and _normalised(saved[key]) != _normalised(current[key])]
 
 
 def check_resume_compatible(cfg: CfgNode, checkpoint_cfg_yaml: Optional[str], source: str) -> None:
     """Raises CheckpointError naming every RESUME_KEYS key whose value differs between ``cfg``
     and the checkpoint's saved config (YAML text; None, for a checkpoint without one, passes)."""
-    if not checkpoint_cfg_yaml:
-        return
-    saved = flatten(yaml.safe_load(checkpoint_cfg_yaml) or {})
-    current = flatten(cfg)
-    differing = [f"{key}={saved[key]!r} in the checkpoint but {current[key]!r} now"
-                 for key in sorted(current) if _resume_key(key) and key in saved
-                 and _normalised(saved[key]) != _normalised(current[key])]
+    differing = _differing(cfg, checkpoint_cfg_yaml, RESUME_KEYS)
     if differing:
         raise CheckpointError(
             f"{source}: made with another config, not resumed: {'; '.join(differing)} "
             f"(use another OUTPUT_DIR, or the same settings)")
+
+
+def check_test_compatible(cfg: CfgNode, checkpoint: Dict, source: str) -> None:
+    """Raises CheckpointError naming every ARCHITECTURE_KEYS key whose value differs between
+    ``cfg`` and the checkpoint's saved config: its weights may load into another network (a
+    kernel or pooling without weights of its own) and then test something else."""
+    differing = _differing(cfg, saved_config(checkpoint), ARCHITECTURE_KEYS)
+    if differing:
+        raise CheckpointError(
+            f"{source}: trained as another network than the config builds, not tested: {'; '.join(differing)} "
+            f"(test with the config it was trained with, or the same settings)")
 
 
 def _normalised(value):

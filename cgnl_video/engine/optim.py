@@ -4,7 +4,7 @@ The rate is a function of the fractional epoch: linear warmup from
 ``SOLVER.WARMUP_START_LR`` over ``SOLVER.WARMUP_EPOCHS``, then ``cosine`` (from
 ``BASE_LR`` to ``COSINE_END_LR`` at ``MAX_EPOCH``) or ``steps`` (``BASE_LR`` times
 ``LRS[i]`` from epoch ``STEPS[i]`` on). :class:`IterationSchedule`, stepped once per
-iteration, applies it; its state (the iteration count) resumes with the checkpoint.
+iteration, applies it; its state (the epoch position) resumes with the checkpoint.
 """
 
 import math
@@ -60,15 +60,18 @@ def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
 
 
 class IterationSchedule:
-    """Sets every parameter group's rate to :func:`lr_at_epoch` of the current iteration.
+    """Sets every parameter group's rate to :func:`lr_at_epoch` of the current position, the
+    fractional epoch ``iteration / iters_per_epoch`` (PySlowFast's ``tools/train_net.py``:
+    ``get_epoch_lr(cur_epoch + float(cur_iter) / data_size, cfg)``).
 
-    Its state is the iteration count only: a resumed run follows the config it is given
-    (a changed ``SOLVER.BASE_LR`` takes effect), at the position it stopped.
+    Its state is the position only: a resumed run follows the config it is given (a changed
+    ``SOLVER.BASE_LR`` takes effect) from the epoch it stopped at, whatever its batch (a changed
+    ``TRAIN.BATCH_SIZE`` changes ``iters_per_epoch``, not the epoch).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: CfgNode, iters_per_epoch: int):
         self.optimizer, self.cfg, self.iters_per_epoch = optimizer, cfg, iters_per_epoch
-        self.iteration = 0
+        self.iteration = 0  # optimiser steps at ``iters_per_epoch`` per epoch since the start
         self._apply()
 
     def _apply(self) -> None:
@@ -81,10 +84,13 @@ class IterationSchedule:
         self._apply()
 
     def state_dict(self) -> dict:
-        return {"iteration": self.iteration}
+        return {"epoch": self.iteration / self.iters_per_epoch}
 
     def load_state_dict(self, state: dict) -> None:
-        self.iteration = state["iteration"]
+        if "epoch" in state:
+            self.iteration = round(state["epoch"] * self.iters_per_epoch)
+        else:  # written before the position was saved: an iteration count, at the same batch
+            self.iteration = state["iteration"]
         self._apply()
 
 

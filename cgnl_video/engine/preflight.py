@@ -148,11 +148,11 @@ def _train_start(cfg: CfgNode) -> Optional[ckpt.Start]:
 
 
 def _test_start(cfg: CfgNode) -> ckpt.Start:
-    """The checkpoint a test uses (``checkpoint.find_test_checkpoint``), loaded."""
-    path = ckpt.find_test_checkpoint(cfg)
-    key, value = (("TEST.CHECKPOINT_FILE_PATH", path) if cfg.TEST.CHECKPOINT_FILE_PATH
-                  else ("OUTPUT_DIR", cfg.OUTPUT_DIR))
-    return ckpt.Start("test", path, _loaded(lambda: ckpt.load_file(path), path, key, value))
+    """The checkpoint a test uses (``checkpoint.load_test_checkpoint``), loaded."""
+    path = cfg.TEST.CHECKPOINT_FILE_PATH
+    key, value = ("TEST.CHECKPOINT_FILE_PATH", path) if path else ("OUTPUT_DIR", cfg.OUTPUT_DIR)
+    path, loaded = _loaded(lambda: ckpt.load_test_checkpoint(cfg), path or cfg.OUTPUT_DIR, key, value)
+    return ckpt.Start("test", path, loaded)
 
 
 def validate_inputs(cfg: CfgNode, tool: str) -> Inputs:

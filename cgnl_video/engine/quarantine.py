@@ -2,7 +2,7 @@
 
 ``OUTPUT_DIR/bad_videos.tsv`` has one line per video that failed to decode in training:
 ``path<TAB>reason<TAB>epoch`` (the 1-based epoch it failed in), rewritten atomically after
-each epoch by rank 0. At the start of epoch ``e`` (1-based) the videos that failed in epochs
+each epoch by rank 0 (read without following a link: ``utils/io.py``). At the start of epoch ``e`` (1-based) the videos that failed in epochs
 before ``e`` are quarantined: the dataset replaces them without decoding them again. A
 resumed run reads the file, so it skips the same videos at the same epochs as an
 uninterrupted run. When more than ``DATA.MAX_BAD_FRACTION`` of the list has failed, training
@@ -28,7 +28,7 @@ from typing import Dict, FrozenSet, Iterable, List, Sequence, Tuple
 
 from cgnl_video.datasets.lists import VideoRecord
 from cgnl_video.errors import UserError
-from cgnl_video.utils.io import atomic_write_text
+from cgnl_video.utils.io import atomic_write_text, read_text_no_follow
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ class Quarantine:
         self.entries: Dict[str, Tuple[str, int]] = self._read()  # path -> (reason, epoch)
 
     def _read(self) -> Dict[str, Tuple[str, int]]:
-        if not os.path.exists(self.path):
+        text = read_text_no_follow(self.path)  # a link there stops the run (UnsafePathError)
+        if text is None:
             return {}
-        with open(self.path, encoding="utf-8", newline="") as handle:
-            rows = [row for row in csv.reader(handle, delimiter="\t") if row]
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter="\t") if row]
         entries = {}
         for lineno, row in enumerate(rows, start=1):
             if len(row) != 3 or not row[2].isdigit():

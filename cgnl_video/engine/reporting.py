@@ -1,16 +1,17 @@
 """Run outputs: stats.jsonl, TensorBoard (when installed), training curves, confusion matrix.
 
-Called on rank 0 only. Every file is written to a temp file then renamed, except
-``stats.jsonl``, which is appended one complete line at a time. Reading it skips (and
+Called on rank 0 only. Every file is written to a temp file then renamed (``utils/io.py``),
+except ``stats.jsonl``, which is appended one complete line at a time. Reading it skips (and
 reports) a line torn by a killed run; the next append starts on a new line. A run resumed
 at epoch ``e`` first drops the records of epochs after ``e`` (the work it redoes), keeping
-the file as it was in ``stats.jsonl.prev``, so no epoch is recorded twice.
+the file as it was in ``stats.jsonl.prev``, so no epoch is recorded twice. ``stats.jsonl`` is
+read and appended without following a link (``open_no_follow``): a link, special file or
+hard-linked file there stops the run in one line.
 """
 
 import json
 import logging
 import os
-import shutil
 from typing import Dict, List, Optional, Sequence
 
 import matplotlib
@@ -19,7 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from cgnl_video.utils.io import atomic_output, atomic_write_text, disk_full_errors  # noqa: E402
+from cgnl_video.utils.io import (  # noqa: E402
+    atomic_output, atomic_write_text, open_no_follow, read_text_no_follow, write_errors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +47,11 @@ class StatsWriter:
         self._drop_after(resume_epoch)
         self.tensorboard = _tensorboard_writer(os.path.join(output_dir, "tensorboard"))
 
+    def _text(self) -> str:
+        return read_text_no_follow(self.path) or ""
+
     def _lines(self) -> List[str]:
-        if not os.path.exists(self.path):
-            return []
-        with open(self.path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().splitlines()
+        return self._text().splitlines()
 
     def _parsed(self) -> List[Optional[Dict]]:
         """Each line's record; None (reported) for a line that is not a JSON object."""
@@ -65,29 +68,26 @@ class StatsWriter:
         return records
 
     def _drop_after(self, epoch: int) -> None:
-        lines, records = self._lines(), self._parsed()
+        text, records = self._text(), self._parsed()
+        lines = text.splitlines()
         kept = [line for line, r in zip(lines, records) if r is not None and r.get("epoch", 0) <= epoch]
         if len(kept) == len(lines):
             return
         logger.info("%s: dropping %d line(s) after epoch %d (kept in %s.prev)",
                     self.path, len(lines) - len(kept), epoch, self.path)
-        with disk_full_errors(self.path + ".prev"):
-            shutil.copyfile(self.path, self.path + ".prev")
+        atomic_write_text(self.path + ".prev", text)
         atomic_write_text(self.path, "".join(line + "\n" for line in kept))
-
-    def _starts_on_new_line(self) -> bool:
-        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            return True
-        with open(self.path, "rb") as handle:
-            handle.seek(-1, os.SEEK_END)
-            return handle.read(1) == b"\n"
 
     def write(self, record: Dict, step: int) -> None:
         line = json.dumps(record) + "\n"
-        with disk_full_errors(self.path):
-            prefix = "" if self._starts_on_new_line() else "\n"  # after a torn last line
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(prefix + line)
+        with write_errors(self.path):
+            fd = open_no_follow(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+            try:
+                size = os.fstat(fd).st_size
+                torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"  # after a torn last line
+                os.write(fd, (("\n" if torn else "") + line).encode("utf-8"))
+            finally:
+                os.close(fd)
         if self.tensorboard is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("epoch", "iter"):

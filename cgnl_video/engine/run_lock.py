@@ -7,6 +7,11 @@ that ends normally empties the file. POSIX record locks (``lockf``) rather than 
 forked DataLoader workers do not inherit them (a killed run's orphan workers would otherwise
 hold the folder for seconds), and they also work over NFS with a lock daemon. This process
 must not open and close the lock file elsewhere (closing any descriptor drops a POSIX lock).
+
+The lock file is opened without following a link (``utils/io.py``'s ``open_no_follow``): a
+symbolic link, special file or hard-linked file planted as ``.lock`` stops the run in one
+line, and so does a regular file that is not a lock of ours (content that is not a holder
+record): the lock never truncates what it did not write.
 """
 
 import atexit
@@ -20,23 +25,43 @@ import time
 from typing import Dict, IO
 
 from cgnl_video.errors import UserError
+from cgnl_video.utils.io import UnsafePathError, open_no_follow
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".lock"
 _HELD: Dict[str, IO] = {}  # real path of the output folder -> the open, locked lock file
+_HOLDER_KEYS = {"pid", "host", "started"}
+_MAX_READ = 4096  # a holder record is one short line
 
 
 class RunLockError(UserError, RuntimeError):
     """Another run holds the output folder; the message names its pid and host."""
 
 
-def _holder(handle: IO) -> Dict:
+def _holder(handle: IO, path: str) -> Dict:
+    """The holder record in the lock file ({} when empty); UnsafePathError for other content."""
     handle.seek(0)
+    text = handle.read(_MAX_READ)
     try:
-        return json.loads(handle.read() or "{}")
+        holder = json.loads(text) if text.strip() else {}
     except ValueError:
-        return {}
+        holder = None
+    if not isinstance(holder, dict) or (holder and set(holder) != _HOLDER_KEYS):
+        raise UnsafePathError(f"{path}: not a run lock (it holds other data); refusing to overwrite "
+                              f"it: move it away or choose another OUTPUT_DIR")
+    return holder
+
+
+def _try_lock(handle: IO) -> bool:
+    """Takes the lock without waiting; False when another process holds it."""
+    try:
+        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        return False
+    return True
 
 
 def _describe(holder: Dict) -> str:
@@ -53,19 +78,18 @@ def acquire_run_lock(output_dir: str) -> str:
     key = os.path.realpath(output_dir)
     if key in _HELD:
         return path
-    handle = open(path, "a+", encoding="utf-8")
+    handle = open(open_no_follow(path, os.O_RDWR | os.O_CREAT), "r+", encoding="utf-8", errors="replace")
     try:
-        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        if err.errno not in (errno.EACCES, errno.EAGAIN):
-            raise
-        holder = _holder(handle)
+        locked, holder = _try_lock(handle), _holder(handle, path)
+    except BaseException:
+        handle.close()
+        raise
+    if not locked:
         handle.close()
         raise RunLockError(f"{output_dir} is in use by another run ({_describe(holder)}); "
-                           f"wait for it to end or choose another OUTPUT_DIR") from None
-    stale = _holder(handle)
-    if stale:
-        logger.warning("%s: taking over the lock of a run that did not end cleanly (%s)", path, _describe(stale))
+                           f"wait for it to end or choose another OUTPUT_DIR")
+    if holder:
+        logger.warning("%s: taking over the lock of a run that did not end cleanly (%s)", path, _describe(holder))
     handle.seek(0)
     handle.truncate()
     handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),

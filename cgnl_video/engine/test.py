@@ -34,6 +34,9 @@ from cgnl_video.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+READ_ONLY_HINT = ("; the test writes its results into OUTPUT_DIR: to test a run in a read-only folder, set "
+                  "OUTPUT_DIR to a writable folder and TEST.CHECKPOINT_FILE_PATH to the run's checkpoint")
+
 
 def predictions_csv(rows: List[Dict], class_names: List[str]) -> str:
     out = io.StringIO()
@@ -51,8 +54,9 @@ def predictions_csv(rows: List[Dict], class_names: List[str]) -> str:
 def run_test(cfg: CfgNode) -> Dict:
     """Tests the checkpoint of ``cfg`` on the test list; returns (and writes) the results."""
     inputs = validate_inputs(cfg, "test")  # the list, class names and checkpoint, read once
-    device, _ = setup_run(cfg, "test_config.yaml")
     class_names, path = inputs.class_names, inputs.start.source
+    ckpt.check_test_compatible(cfg, inputs.start.loaded, path)
+    device, _ = setup_run(cfg, "test_config.yaml", hint=READ_ONLY_HINT)
     model = build_model(cfg)
     ckpt.load_for_test(model, path, inputs.start.loaded)
     model.to(device).eval()

@@ -188,7 +188,8 @@ def _start(cfg: CfgNode, inputs: Inputs, device: torch.device, resumed: Optional
 def train(cfg: CfgNode) -> TrainResult:
     """Trains the model of ``cfg``."""
     inputs = validate_inputs(cfg, "train")
-    device, resumed = setup_run(cfg, "config.yaml", before_write=ckpt.resume_point)
+    device, resumed = setup_run(cfg, "config.yaml", before_write=ckpt.resume_point,
+                                folders=[ckpt.checkpoint_dir(cfg.OUTPUT_DIR)])
     state, train_loader, val_loader = _start(cfg, inputs, device, resumed)
     class_names, model, validate = inputs.class_names, state.model, val_loader is not None
     del inputs, resumed  # the checkpoints they hold are not kept for the run's length

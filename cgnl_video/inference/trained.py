@@ -19,8 +19,9 @@ class Trained(NamedTuple):
 
 def load_trained(cfg: CfgNode, checkpoint: Optional[str], device: Union[str, torch.device]) -> Trained:
     """The model of ``cfg`` with the weights of ``checkpoint`` (default: the config's test
-    checkpoint, :func:`~cgnl_video.engine.checkpoint.find_test_checkpoint`), in eval mode."""
-    path = checkpoint or ckpt.find_test_checkpoint(cfg)
+    checkpoint, :func:`~cgnl_video.engine.checkpoint.load_test_checkpoint`), in eval mode."""
+    path, loaded = (checkpoint, None) if checkpoint else ckpt.load_test_checkpoint(cfg)
     model = build_model(cfg)
-    saved = ckpt.load_for_test(model, path)
+    saved = ckpt.load_for_test(model, path, loaded)
+    ckpt.check_test_compatible(cfg, saved, path)
     return Trained(model.to(device).eval(), path, saved)
