@@ -38,7 +38,13 @@ from cgnl_video.errors import UserError
 from cgnl_video.models import load_inflated_weights
 from cgnl_video.models.caffe2 import read_caffe2
 from cgnl_video.models.pretrained import (
-    MODEL_KEYS, PretrainedError, adapt_to_model, load_2d_state_dict, load_weights_file, model_entry, scratch_warning,
+    MODEL_KEYS,
+    PretrainedError,
+    adapt_to_model,
+    load_2d_state_dict,
+    load_weights_file,
+    model_entry,
+    scratch_warning,
     state_for_test,
 )
 from cgnl_video.models.resnet3d import HEAD_PREFIX

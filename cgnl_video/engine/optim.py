@@ -16,6 +16,7 @@ from fvcore.common.config import CfgNode
 
 from cgnl_video.config.validation import check_solver_config
 
+
 def lr_at_epoch(cfg: CfgNode, epoch: float) -> float:
     """Learning rate at fractional ``epoch`` (0 = start of training)."""
     solver = cfg.SOLVER

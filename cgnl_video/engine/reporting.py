@@ -21,7 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from cgnl_video.utils.io import (  # noqa: E402
-    atomic_output, atomic_write_text, open_no_follow, read_text_no_follow, write_errors,
+    atomic_output,
+    atomic_write_text,
+    open_no_follow,
+    read_text_no_follow,
+    write_errors,
 )
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from typing import Dict, IO
+from typing import IO, Dict
 
 from cgnl_video.errors import UserError
 from cgnl_video.utils.io import UnsafePathError, open_no_follow

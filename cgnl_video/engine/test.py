@@ -16,19 +16,18 @@ import logging
 import os
 from typing import Dict, List
 
-import torch
 from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
-from cgnl_video.engine.preflight import validate_inputs
 from cgnl_video.datasets import build_loader
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
-from cgnl_video.engine.normalize import build_normalizer
 from cgnl_video.engine.meters import ClassificationMeter
+from cgnl_video.engine.normalize import build_normalizer
+from cgnl_video.engine.preflight import validate_inputs
 from cgnl_video.engine.reporting import plot_confusion_matrix
-from cgnl_video.engine.scoring import video_scores
 from cgnl_video.engine.run_setup import setup_run
+from cgnl_video.engine.scoring import video_scores
 from cgnl_video.models import build_model
 from cgnl_video.utils.io import atomic_write_text
 

@@ -29,15 +29,15 @@ from fvcore.common.config import CfgNode
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cgnl_video.engine.preflight import Inputs, validate_inputs
 from cgnl_video.datasets import build_loader, set_loader_epoch
 from cgnl_video.engine import checkpoint as ckpt
 from cgnl_video.engine import distributed as du
 from cgnl_video.engine.batchnorm import convert_norm, update_precise_bn
-from cgnl_video.engine.normalize import InputNormalizer, build_normalizer
 from cgnl_video.engine.meters import ClassificationMeter
+from cgnl_video.engine.normalize import InputNormalizer, build_normalizer
 from cgnl_video.engine.optim import build_optimizer, build_scheduler
 from cgnl_video.engine.precision import autocast_context, build_grad_scaler
+from cgnl_video.engine.preflight import Inputs, validate_inputs
 from cgnl_video.engine.quarantine import Quarantine
 from cgnl_video.engine.reporting import StatsWriter, plot_training_curves
 from cgnl_video.engine.run_setup import setup_run

@@ -26,7 +26,7 @@ import signal
 import stat
 import threading
 import uuid
-from typing import Dict, IO, Iterator, List, Optional, Tuple
+from typing import IO, Dict, Iterator, List, Optional, Tuple
 
 from cgnl_video.errors import UserError
 
