@@ -3,8 +3,8 @@
 ``OUTPUT_DIR/bad_videos.tsv`` has one line per video that failed to decode in training:
 ``path<TAB>reason<TAB>epoch`` (the 1-based epoch it failed in), rewritten atomically after
 each epoch by rank 0 (read without following a link: ``utils/io.py``). At the start of epoch
-``e`` (1-based) the videos that failed in epochs before ``e`` are quarantined: the dataset replaces them without decoding them again. A
-resumed run reads the file, so it skips the same videos at the same epochs as an
+``e`` (1-based) the videos that failed in epochs before ``e`` are quarantined: the dataset
+replaces them without decoding them again. A resumed run reads the file, so it skips the same videos at the same epochs as an
 uninterrupted run. When more than ``DATA.MAX_BAD_FRACTION`` of the list has failed, training
 stops with :class:`TooManyBadVideos`.
 
