@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from cgnl_video.benchmarks import blocks, timing, update_section
+from cgnl_video.benchmarks.data import PEER
 from cgnl_video.benchmarks.timing import (
     CpuSnapshot,
     Measurement,
@@ -240,11 +241,11 @@ def test_data_compares_the_dataset_with_raw_decord_on_every_table(make_video, tm
     assert "T = 4 frames at stride 2" in text and "test K = 2 clips x S = 3 crops of 32" in text
     tables = {
         "|  | ms / clip | clips / s | time / raw decord get_batch |":
-            ["raw decord get_batch", "dataset train item"],
+            ["raw decord get_batch", "dataset train item", f"{PEER} train clip"],
         "|  | ms / item | items / s |": [
             "raw decord, union of the K clips in one get_batch", "raw decord, K clips one by one (a reader each)",
             "dataset decode only (open + get of the union)", "dataset test item (decode + K x S views)",
-            "float32 zeros of a test item's size (float views would write this)"],
+            f"{PEER} test item (K clips x S crops)", "float32 zeros of a test item's size (float views would write this)"],
         "|  | ms / clip | clips / s | time / raw decord get_batch, 1920x1080 |": [
             "raw decord get_batch, 1920x1080", "raw decord get_batch, decoded to 71x40",
             "dataset train item, full-size decode", "dataset train item, decoded to 71x40 (default)"],

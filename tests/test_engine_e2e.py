@@ -15,7 +15,9 @@ from conftest import ROOT, TOOLS, tiny_opts
 from conftest import run_tool as run
 
 from cgnl_video.datasets.decoders import open_video
-from cgnl_video.engine.checkpoint import checkpoint_path, load_file
+from cgnl_video.config import load_config
+from cgnl_video.engine.checkpoint import CheckpointError, checkpoint_path, load_file, load_for_test
+from cgnl_video.models import build_model
 
 CONFIG_STUB = str(ROOT / "configs" / "demo" / "synthetic_cgnl.yaml")
 # 3 epochs, the learning rate x 0.1 after epoch 1 and x 0.01 after epoch 2 (a schedule to restore on resume).
@@ -139,7 +141,10 @@ def test_other_head_shapes_fine_tune_but_do_not_test(trained_run, data_dir, tmp_
     (three / "classes.txt").write_text("a\nb\nc\n")
     result = run("test_net.py", tiny_opts(str(three), out, **{"MODEL.NUM_CLASSES": 3}), check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "(2, 64) in the checkpoint but (3, 64) in the model" in result.stderr
+    assert "MODEL.NUM_CLASSES=2 in the checkpoint but 3 now" in result.stderr  # its saved config
+    three_classes = build_model(load_config(None, tiny_opts(str(three), out, **{"MODEL.NUM_CLASSES": 3})))
+    with pytest.raises(CheckpointError, match=r"\(2, 64\) in the checkpoint but \(3, 64\) in the model"):
+        load_for_test(three_classes, checkpoint_path(out, 1))  # the weights themselves
     fine_tuned = str(tmp_path / "fine_tuned")
     result = run("train_net.py", tiny_opts(str(three), fine_tuned, **{
         "MODEL.NUM_CLASSES": 3, "SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0,

@@ -148,11 +148,13 @@ def _train_start(cfg: CfgNode) -> Optional[ckpt.Start]:
 
 
 def _test_start(cfg: CfgNode) -> ckpt.Start:
-    """The checkpoint a test uses (``checkpoint.load_test_checkpoint``), loaded."""
+    """The checkpoint a test uses (``checkpoint.load_test_checkpoint``), loaded: the file
+    ``TEST.CHECKPOINT_FILE_PATH`` names (its errors name the key), else the newest loadable one of
+    ``OUTPUT_DIR`` (damaged ones skipped; none left is a CheckpointError naming the folder)."""
     path = cfg.TEST.CHECKPOINT_FILE_PATH
-    key, value = ("TEST.CHECKPOINT_FILE_PATH", path) if path else ("OUTPUT_DIR", cfg.OUTPUT_DIR)
-    path, loaded = _loaded(lambda: ckpt.load_test_checkpoint(cfg), path or cfg.OUTPUT_DIR, key, value)
-    return ckpt.Start("test", path, loaded)
+    if path:
+        return ckpt.Start("test", path, _loaded(lambda: ckpt.load_file(path), path, "TEST.CHECKPOINT_FILE_PATH", path))
+    return ckpt.Start("test", *ckpt.load_test_checkpoint(cfg))
 
 
 def validate_inputs(cfg: CfgNode, tool: str) -> Inputs:

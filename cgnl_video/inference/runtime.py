@@ -39,6 +39,7 @@ from cgnl_video.inference.export import (
     session_runner,
 )
 from cgnl_video.inference.trained import Trained
+from cgnl_video.models.cgnl import CGNLBlock
 
 RUNTIMES = ("torch", "onnxruntime")
 CACHE_FOLDER = "cgnl_video-onnx"  # under tempfile.gettempdir()
@@ -74,11 +75,19 @@ class OneDNNConv3d(nn.Conv3d):
         return torch.mkldnn_convolution(input, weight, bias, self.padding, self.stride, self.dilation, self.groups)
 
 
+class _BlockTracer(torch.fx.Tracer):
+    """Traces a model with each CGNL block as one call: its forward branches on whether a gradient
+    is needed, which symbolic tracing cannot follow, and it holds no BatchNorm to fold."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, CGNLBlock) or super().is_leaf_module(module, qualified_name)
+
+
 def conv_bn_pairs(model: nn.Module) -> Iterator[Tuple[str, str]]:
     """Qualified names ``(conv, norm)`` of each ``nn.Conv3d`` whose output only feeds a
     ``nn.BatchNorm3d`` with running statistics, read from ``model``'s ``torch.fx`` graph."""
     modules = dict(model.named_modules())
-    for node in torch.fx.symbolic_trace(model).graph.nodes:
+    for node in _BlockTracer().trace(model).nodes:
         source = node.args[0] if node.op == "call_module" and node.args else None
         if isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1 \
                 and type(modules[source.target]) is nn.Conv3d and isinstance(modules[node.target], nn.BatchNorm3d) \
