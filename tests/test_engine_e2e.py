@@ -14,8 +14,8 @@ import torch
 from conftest import ROOT, TOOLS, tiny_opts
 from conftest import run_tool as run
 
-from cgnl_video.datasets.decoders import open_video
 from cgnl_video.config import load_config
+from cgnl_video.datasets.decoders import open_video
 from cgnl_video.engine.checkpoint import CheckpointError, checkpoint_path, load_file, load_for_test
 from cgnl_video.models import build_model
 
