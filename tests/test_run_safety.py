@@ -72,6 +72,24 @@ def test_one_run_per_output_dir_and_a_killed_runs_lock_is_taken_over(data_dir, t
     assert lock_holder(out) == {}  # emptied by the clean exit
 
 
+def test_a_busy_folder_is_named_before_what_it_lacks(data_dir, tmp_path):
+    """test_net reads the run's checkpoints before locking: a folder held by a run that has
+    written none yet is reported as busy, not as lacking a checkpoint."""
+    out = str(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import os, time; from cgnl_video.engine.run_lock import acquire_run_lock; "
+        f"os.makedirs({out!r}); acquire_run_lock({out!r}); print('locked', flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        [line] = error_lines(run("test_net.py", tiny_opts(data_dir, out), check=False))
+        assert f"in use by another run (pid {holder.pid} on host {socket.gethostname()}" in line, line
+        assert os.listdir(out) == [".lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_resume_with_another_architecture_stops_before_writing(trained_run, data_dir, tmp_path):
     out = trained_run.copy(tmp_path / "run").out
     before = {name: open(os.path.join(out, name), "rb").read() for name in ("config.yaml", "stats.jsonl")}

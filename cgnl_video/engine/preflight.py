@@ -28,6 +28,7 @@ from cgnl_video.datasets.lists import (
     read_video_list,
 )
 from cgnl_video.engine import checkpoint as ckpt
+from cgnl_video.engine.run_lock import check_not_in_use
 from cgnl_video.errors import ConfigError
 from cgnl_video.models.pretrained import PretrainedError
 
@@ -161,7 +162,10 @@ def validate_inputs(cfg: CfgNode, tool: str) -> Inputs:
     """Reads and checks what ``tool`` ("train" or "test") will read, before it writes anything:
     classes.txt against ``MODEL.NUM_CLASSES``, the list files (present, UTF-8, well formed, not
     empty), the training batch against the training set and the processes, SyncBatchNorm, the
-    checkpoint files named by the config. Returns what it read."""
+    checkpoint files named by the config. Returns what it read. First, on the main process, that
+    no other run holds ``OUTPUT_DIR`` (whose checkpoints a test reads here, before locking)."""
+    if os.environ.get("RANK", "0") == "0":  # the process that will lock it (the group is not joined yet)
+        check_not_in_use(cfg.OUTPUT_DIR)
     _check_lists_made(cfg, tool)
     class_names = _read_class_names(cfg)
     records = {split: _read_list(cfg, split, len(class_names)) for split in _splits(cfg, tool)}

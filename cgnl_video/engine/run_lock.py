@@ -69,6 +69,31 @@ def _describe(holder: Dict) -> str:
             f"started {holder.get('started', '?')}")
 
 
+def _in_use(output_dir: str, holder: Dict) -> RunLockError:
+    return RunLockError(f"{output_dir} is in use by another run ({_describe(holder)}); "
+                        f"wait for it to end or choose another OUTPUT_DIR")
+
+
+def check_not_in_use(output_dir: str) -> None:
+    """RunLockError naming the holder when another process holds ``output_dir``'s lock; takes
+    nothing (a tool that reads the folder before locking it says first that it is busy, not
+    what a half-written run lacks). Silent where there is no lock file or it cannot be opened
+    for writing (:func:`acquire_run_lock` reports that)."""
+    path = os.path.join(output_dir, LOCK_NAME)
+    if os.path.realpath(output_dir) in _HELD or not os.path.isfile(path):
+        return
+    try:
+        handle = open(open_no_follow(path, os.O_RDWR), "r+", encoding="utf-8", errors="replace")
+    except (OSError, UnsafePathError):
+        return
+    with handle:  # this process holds no lock on it: closing drops nothing of ours
+        if _try_lock(handle):
+            fcntl.lockf(handle.fileno(), fcntl.LOCK_UN)
+            return
+        holder = _holder(handle, path)
+    raise _in_use(output_dir, holder)
+
+
 def acquire_run_lock(output_dir: str) -> str:
     """Locks ``output_dir`` for this process's life (idempotent); returns the lock file's path.
 
@@ -86,8 +111,7 @@ def acquire_run_lock(output_dir: str) -> str:
         raise
     if not locked:
         handle.close()
-        raise RunLockError(f"{output_dir} is in use by another run ({_describe(holder)}); "
-                           f"wait for it to end or choose another OUTPUT_DIR")
+        raise _in_use(output_dir, holder)
     if holder:
         logger.warning("%s: taking over the lock of a run that did not end cleanly (%s)", path, _describe(holder))
     handle.seek(0)
