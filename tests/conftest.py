@@ -2,11 +2,17 @@
 per session for the tests that only need a trained model (``trained_run``; resumed for a second
 epoch: ``resumed_run``; tested: ``tested_run``), read as they are or copied to be changed."""
 
+import atexit
+import contextlib
+import json
 import os
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, NamedTuple
 
@@ -102,10 +108,75 @@ def tiny_opts(data_dir, output_dir, **extra):
     return [str(v) for kv in opts.items() for v in kv]
 
 
-def run_tool(tool: str, args, check: bool = True) -> subprocess.CompletedProcess:
-    """``python tools/TOOL ARGS`` in a fresh process, output captured; ``check``: it must succeed."""
-    result = subprocess.run([sys.executable, os.path.join(TOOLS, tool), *args], capture_output=True, text=True,
-                            timeout=600)
+# Variables that the server's imports (OpenMP, MKL, CUDA, the interpreter) read when they load:
+# run_tool gives a run that changes one a fresh interpreter.
+_LOAD_TIME_ENV = ("OMP_", "GOMP_", "KMP_", "MKL_", "CUDA_", "PYTHON", "LD_")
+
+
+class _ToolServer:
+    """The client of ``tests/tool_server.py``: one server per test process, started at its first run."""
+
+    def __init__(self):
+        self.process = None
+
+    def start(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            self.env = dict(os.environ)
+            self.process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "tool_server.py")], cwd=ROOT,
+                                            env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+            atexit.register(self.process.stdin.close)
+        return self.process
+
+    def serves(self, env) -> bool:
+        """Whether a run in ``env`` may be forked from the server (same load-time variables)."""
+        loaded = os.environ if self.process is None else self.env
+        names = {name for name in {*env, *loaded} if name.startswith(_LOAD_TIME_ENV)}
+        return all(env.get(name) == loaded.get(name) for name in names)
+
+    def answer(self) -> dict:
+        """The server's next answer line, read byte by byte (nothing buffered here, so that
+        ``select`` on the pipe sees what is still to come)."""
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = self.process.stdout.read(1)
+            assert byte, "the tool server ended"
+            line += byte
+        return json.loads(line)
+
+    def run(self, command, cwd, env, timeout) -> subprocess.CompletedProcess:
+        server = self.start()
+        with tempfile.TemporaryDirectory() as folder:
+            out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+            open(out, "w").close(), open(err, "w").close()
+            server.stdin.write(json.dumps({"tool": command[1], "args": command[2:], "cwd": str(cwd), "env": env,
+                                           "stdout": out, "stderr": err}).encode() + b"\n")
+            pid = self.answer()["pid"]
+            ready, _, _ = select.select([server.stdout], [], [], timeout)
+            if not ready:
+                with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                    os.kill(pid, signal.SIGKILL)
+            returncode = self.answer()["returncode"]
+            output = [open(path, encoding="utf-8", errors="replace").read() for path in (out, err)]
+        if not ready:
+            raise subprocess.TimeoutExpired(command, timeout, *output)
+        return subprocess.CompletedProcess(command, returncode, *output)
+
+
+_SERVER = _ToolServer()
+
+
+def run_tool(tool: str, args, check: bool = True, cwd=None, env=None, timeout: float = 600,
+             fresh: bool = False) -> subprocess.CompletedProcess:
+    """``python tools/TOOL ARGS`` (``tool``: a name in ``tools/`` or a path) in a process of its own,
+    output captured; ``check``: it must succeed. The process is forked from ``tests/tool_server.py``
+    (its imports done) unless ``fresh`` or ``env`` changes what those imports read."""
+    command = [sys.executable, os.path.join(TOOLS, tool), *map(str, args)]
+    env = dict(os.environ) if env is None else env
+    cwd = os.getcwd() if cwd is None else cwd
+    if fresh or not _SERVER.serves(env):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+    else:
+        result = _SERVER.run(command, cwd, env, timeout)
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result

@@ -4,6 +4,7 @@ against the block's own output."""
 import pytest
 import torch
 import torch.nn as nn
+from conftest import run_tool
 from test_cgnl import explicit_kernel_matrix, randomised_block
 
 from cgnl_video.models import NonLocalBlock
@@ -89,17 +90,12 @@ def test_response_display_and_strongest_positions():
 
 def test_visualize_tool_writes_a_grid_and_a_gif_per_block(trained_run, data_dir, tmp_path):
     import os
-    import subprocess
-    import sys
 
     from PIL import Image
 
-    tools = os.path.join(os.path.dirname(__file__), "..", "tools")
     opts = trained_run.copy(tmp_path / "run").opts  # visualize writes into OUTPUT_DIR/attention_maps
     video = os.path.join(data_dir, open(os.path.join(data_dir, "test.csv")).readline().split()[0])
-    shown = subprocess.run([sys.executable, os.path.join(tools, "visualize.py"), video, "--queries", "2", *opts],
-                           capture_output=True, text=True, timeout=600)
-    assert shown.returncode == 0, shown.stderr[-2000:]
+    shown = run_tool("visualize.py", [video, "--queries", "2", *opts])
     written = shown.stdout.split()
     names = sorted(os.path.basename(p) for p in written)
     assert names == ["blocks.3.res_blocks.1.gif", "blocks.3.res_blocks.1.png",
@@ -108,6 +104,5 @@ def test_visualize_tool_writes_a_grid_and_a_gif_per_block(trained_run, data_dir,
     assert png.size == (4 * 32, (2 + 2) * 32)  # T frames wide; clip, response, 2 queries high
     gif = Image.open(next(p for p in written if p.endswith(".gif")))
     assert gif.n_frames == 4 and gif.size == (4 * 32, 32)
-    missing = subprocess.run([sys.executable, os.path.join(tools, "visualize.py"), str(tmp_path / "none.mp4"), *opts],
-                             capture_output=True, text=True, timeout=600)
+    missing = run_tool("visualize.py", [str(tmp_path / "none.mp4"), *opts], check=False)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "none.mp4" in missing.stderr

@@ -14,14 +14,12 @@ import os
 import pickle
 import re
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_opts
+from conftest import run_tool, tiny_opts
 
 from cgnl_video.config import load_config
 from cgnl_video.engine import checkpoint as ckpt
@@ -321,9 +319,7 @@ def test_the_checkpoint_type_is_checked(tmp_path):
 
 
 def _tool(tool, opts):
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / tool), *opts],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_tool(tool, opts)
     return result.stdout + result.stderr
 
 

@@ -6,14 +6,12 @@ import json
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 import time
 
 import faulty_videos
 import numpy as np
 import pytest
-from conftest import tiny_opts
+from conftest import run_tool, tiny_opts
 
 from cgnl_video.datasets.decoders import BACKENDS, VideoDecoder, open_video
 from cgnl_video.datasets.video_io import write_video
@@ -151,7 +149,7 @@ def test_the_guard_pickles_as_settings_and_restarts_after_fork(make_video):
 
 
 def run(args, timeout=240):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+    return run_tool(args[0], args[1:], check=False, timeout=timeout)
 
 
 def test_make_lists_check_reports_hangs_and_lists_the_rest(faulty, tmp_path):

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_opts
+from conftest import run_tool, tiny_opts
 
 from cgnl_video import Recognizer
 from cgnl_video.config.loading import load_config
@@ -24,8 +24,7 @@ TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 
 
 def tool(name, args, timeout=600):
-    return subprocess.run([sys.executable, os.path.join(TOOLS, name), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return run_tool(name, args, check=False, timeout=timeout)
 
 
 def one_line_error(result, *names):

@@ -4,12 +4,12 @@ where it fails), absurd sizes are refused in one line, ``make_lists --check`` ke
 PyAV decodes, and upper-case camera names are videos."""
 
 import os
-import subprocess
 import sys
 
 import faulty_videos
 import numpy as np
 import pytest
+from conftest import run_tool
 
 from cgnl_video.datasets.decoders import BACKENDS, VideoDecoder, open_video
 from cgnl_video.decoding.errors import DecodeError
@@ -95,7 +95,7 @@ def test_absurd_sizes_are_refused_in_one_line(size, tmp_path):
 
 
 def run(args, timeout=240):
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+    return run_tool(args[0], args[1:], check=False, timeout=timeout)
 
 
 def test_make_lists_check_keeps_what_pyav_decodes(inputs, tmp_path):

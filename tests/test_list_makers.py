@@ -3,13 +3,12 @@
 import csv
 import os
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_tool
 
 from cgnl_video.data_prep import list_makers
 from cgnl_video.data_prep.list_makers import folder, locations, minikinetics, ucf101
@@ -33,12 +32,9 @@ MINI = SHARED / "mini_kinetics200"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} absent")
 
 
-def run_tool(args, cwd):
-    """Runs ``tools/make_lists.py`` in a subprocess, checks that it succeeded, returns the result."""
-    command = [sys.executable, str(REPO / "tools" / "make_lists.py"), *args]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result
+def make_lists(args, cwd):
+    """Runs ``tools/make_lists.py`` in a process of its own, checks that it succeeded, returns the result."""
+    return run_tool("make_lists.py", args, cwd=cwd, timeout=120)
 
 
 def run_main(args):
@@ -282,7 +278,7 @@ def test_check_moves_unreadable_videos_to_the_report(tmp_path):
     (root / "b" / "truncated.mp4").write_bytes(data[: len(data) // 2])
     out = tmp_path / "lists"
     options = ["--val-ratio", "0", "--test-ratio", "0", "--check"]
-    result = run_tool(["folder", "--video-root", str(root), "--out-dir", str(out), *options], cwd=tmp_path)
+    result = make_lists(["folder", "--video-root", str(root), "--out-dir", str(out), *options], cwd=tmp_path)
     assert "3 written (0 missing, 0 unannotated, 2 unreadable)" in result.stdout
     written = sorted(r.path for r in read_video_list(str(out / "train.csv")))
     assert written == ["a/good.mp4", "b/good.mp4", "b/other.mp4"]
@@ -308,7 +304,7 @@ def test_check_catches_a_video_that_opens_but_fails_mid_decode(tmp_path):
 @needs_shared
 def test_make_lists_tool_end_to_end(ucf_root, tmp_path):
     options = ["--splits-dir", str(UCF_SPLITS), "--video-root", str(ucf_root), "--split", "2"]
-    result = run_tool(["ucf101", *options], cwd=tmp_path)
+    result = make_lists(["ucf101", *options], cwd=tmp_path)
     out = tmp_path / "data_lists" / "ucf101" / "split2"  # the default output folder, under the cwd
     assert len(read_video_list(str(out / "train.csv"), num_classes=101)) == 9586
     assert len(read_video_list(str(out / "test.csv"), num_classes=101)) == 3734

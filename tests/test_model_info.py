@@ -1,10 +1,9 @@
 """tools/model_info.py end to end."""
 
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_tool
 
 from cgnl_video.config import load_config
 from cgnl_video.models import build_model
@@ -16,13 +15,12 @@ SMALL = ["RESNET.DEPTH", "18", "NONLOCAL.LOCATION", "[[], [], [0], []]",
          "DATA.TEST_CROP_SIZE", "64", "DATA.TRAIN_CROP_SIZE", "64"]
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "model_info.py"), *args],
-                          capture_output=True, text=True, timeout=300)
+def model_info(*args):
+    return run_tool("model_info.py", args, check=False, timeout=300)
 
 
 def test_stage_table_totals_match_the_model():
-    result = run_tool("--cfg", CGNL1, *SMALL)
+    result = model_info("--cfg", CGNL1, *SMALL)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("input 3x8x64x64")
@@ -36,7 +34,7 @@ def test_stage_table_totals_match_the_model():
 def test_summary_has_one_row_per_config(tmp_path):
     (tmp_path / "base.yaml").write_text("RESNET:\n  DEPTH: 18\n")
     (tmp_path / "cgnl.yaml").write_text("_BASE_: base.yaml\nNONLOCAL:\n  LOCATION: [[], [], [0], []]\n")
-    result = run_tool("--summary", str(tmp_path), "DATA.TEST_CROP_SIZE", "64")
+    result = model_info("--summary", str(tmp_path), "DATA.TEST_CROP_SIZE", "64")
     assert result.returncode == 0, result.stderr
     rows = result.stdout.splitlines()[2:]
     assert [r.split("|")[1].strip() for r in rows] == ["base", "cgnl"]
@@ -49,7 +47,7 @@ def test_summary_has_one_row_per_config(tmp_path):
 @pytest.mark.parametrize("opts, key", [(["CGNL.GROUP", "4"], "CGNL.GROUP"),
                                        (["RESNET.DEPTH", "18"], "NONLOCAL.LOCATION")])
 def test_bad_config_stops_with_the_key_name(opts, key):
-    result = run_tool("--cfg", CGNL1, *opts)
+    result = model_info("--cfg", CGNL1, *opts)
     assert result.returncode != 0
     assert key in result.stderr and "Traceback" not in result.stderr
 
@@ -60,7 +58,7 @@ def test_summary_counts_the_32_frame_stem(tmp_path):
     (tmp_path / "b_reference.yaml").write_text(
         "_BASE_: a_pyslowfast.yaml\nRESNET:\n  STEM_TEMPORAL_STRIDE: 2\n  STEM_POOL_KERNEL: [2, 3, 3]\n"
         "  STEM_POOL_STRIDE: [2, 2, 2]\n  STEM_POOL_PADDING: [0, 0, 0]\n")
-    result = run_tool("--summary", str(tmp_path), "DATA.TEST_CROP_SIZE", "64")
+    result = model_info("--summary", str(tmp_path), "DATA.TEST_CROP_SIZE", "64")
     assert result.returncode == 0, result.stderr
     rows = result.stdout.splitlines()[2:]
     assert [r.split("|")[2] for r in rows][0] == [r.split("|")[2] for r in rows][1]  # same params

@@ -5,11 +5,9 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import tiny_opts
+from conftest import run_tool, tiny_opts
 
 from cgnl_video.datasets.lists import VideoRecord
 from cgnl_video.engine.quarantine import Quarantine
@@ -18,8 +16,7 @@ TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 
 
 def train(data_dir, output_dir, **extra):
-    command = [sys.executable, os.path.join(TOOLS, "train_net.py"), *tiny_opts(data_dir, output_dir, **extra)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return run_tool("train_net.py", tiny_opts(data_dir, output_dir, **extra), check=False)
 
 
 @pytest.fixture

@@ -5,12 +5,11 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from conftest import run_tool
 
 from cgnl_video import Recognizer
 from cgnl_video.datasets.decoders import DecodeError, open_video
@@ -20,8 +19,7 @@ TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 
 
 def tool(name, args):
-    return subprocess.run([sys.executable, os.path.join(TOOLS, name), *args], capture_output=True, text=True,
-                          timeout=600)
+    return run_tool(name, args, check=False)
 
 
 def test_predictions_are_those_of_test_net(tested_run):

@@ -7,14 +7,13 @@ are refused in one line. The torch runtime's CPU model (oneDNN convolutions, cha
 import copy
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import pytest
 import torch
 import torch.nn as nn
-from conftest import tiny_opts
+from conftest import run_tool, tiny_opts
 from test_export import MODELS, randomise_weights, tiny_cfg
 
 from cgnl_video import Recognizer
@@ -30,8 +29,7 @@ TOLERANCE = 1e-4
 
 
 def tool(name, args):
-    return subprocess.run([sys.executable, os.path.join(TOOLS, name), *args], capture_output=True, text=True,
-                          timeout=600)
+    return run_tool(name, args, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """The synthetic action dataset: files, determinism, and that only temporal order tells the classes."""
 
 import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +8,7 @@ import av
 import decord
 import numpy as np
 import pytest
+from conftest import run_tool
 
 from cgnl_video.data_prep.synthetic import (
     CLASSES,
@@ -126,10 +125,7 @@ def test_dataset_rejects_unpaired_classes_and_odd_sizes(tmp_path):
 def test_make_synthetic_dataset_tool(tmp_path):
     tool = str(REPO / "tools" / "make_synthetic_dataset.py")
     options = "--num-train 4 --num-val 2 --num-test 2 --num-classes 2 --frames 6 --size 32".split()
-    result = subprocess.run(
-        [sys.executable, tool, str(tmp_path / "out"), *options], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_tool(tool, [str(tmp_path / "out"), *options], timeout=120)
     assert "wrote 8 videos" in result.stdout
     assert read_classes(str(tmp_path / "out" / "classes.txt")) == ["move_left", "move_right"]
     assert len(read_video_list(str(tmp_path / "out" / "train.csv"), num_classes=2)) == 4

@@ -1,12 +1,11 @@
 """The relation set: determinism, and that only two distant objects in temporal order tell the class."""
 
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_tool
 from test_synthetic import nearest_centroid_accuracy
 
 from cgnl_video.data_prep.synthetic import generate_dataset, object_layer
@@ -54,13 +53,11 @@ def test_same_seed_same_bytes_and_valid_lists(tmp_path):
 def test_the_tool_writes_the_relation_set(tmp_path):
     tool = str(REPO / "tools" / "make_synthetic_dataset.py")
     options = "--task relation --num-train 2 --num-val 2 --num-test 2 --frames 6 --size 32 --workers 1".split()
-    result = subprocess.run([sys.executable, tool, str(tmp_path), *options], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
+    result = run_tool(tool, [str(tmp_path), *options], timeout=120)
     assert "wrote 6 videos" in result.stdout
     assert read_classes(str(tmp_path / "classes.txt")) == ["turn_right", "turn_left"]
-    too_many = subprocess.run([sys.executable, tool, str(tmp_path / "x"), "--task", "relation", "--num-classes", "4"],
-                              capture_output=True, text=True, timeout=120)
+    too_many = run_tool(tool, [str(tmp_path / "x"), "--task", "relation", "--num-classes", "4"], check=False,
+                        timeout=120)
     assert too_many.returncode == 2 and "--num-classes 4: --task relation has 2 classes" in too_many.stderr
     assert "Traceback" not in too_many.stderr and not (tmp_path / "x").exists()
 

@@ -4,12 +4,11 @@ smoothing, every frame handed out once for the labelled video; through predict.p
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_tool
 
 from cgnl_video import Recognizer
 from cgnl_video.datasets.decoders import open_video
@@ -79,10 +78,8 @@ def test_a_video_shorter_than_a_window_gives_one_window(run_and_video):
 def test_predict_tool_writes_the_timeline_and_a_labelled_video_while_streaming(run_and_video, tmp_path):
     out, path = run_and_video
     table, labelled = str(tmp_path / "timeline.csv"), str(tmp_path / "labelled.mp4")
-    result = subprocess.run([sys.executable, os.path.join(TOOLS, "predict.py"), "--run", out, path, "--timeline",
-                             "--window", "1", "--stride", "0.5", "--smooth", "3", "--timeline-out", table,
-                             "--out-video", labelled, "--json"], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_tool("predict.py", ["--run", out, path, "--timeline", "--window", "1", "--stride", "0.5",
+                                     "--smooth", "3", "--timeline-out", table, "--out-video", labelled, "--json"])
     line = json.loads(result.stdout.splitlines()[0])
     assert line["video"] == path and len(line["timeline"]) == 7
     with open(table) as handle:
@@ -91,8 +88,7 @@ def test_predict_tool_writes_the_timeline_and_a_labelled_video_while_streaming(r
     assert [r["classes"].split(";")[0] for r in rows] == [w["top"][0][0] for w in line["timeline"]]
     with open_video(labelled, "pyav") as video:
         assert video.num_frames == FPS * SECONDS
-    bad = subprocess.run([sys.executable, os.path.join(TOOLS, "predict.py"), "--run", out, path,
-                          "--timeline-out", table], capture_output=True, text=True, timeout=600)
+    bad = run_tool("predict.py", ["--run", out, path, "--timeline-out", table], check=False)
     assert bad.returncode == 2 and "--timeline-out needs --timeline" in bad.stderr
 
 
@@ -100,9 +96,8 @@ def test_predict_tool_times_out_on_a_hanging_video_and_goes_on_with_the_next(run
     out, path = run_and_video
     fifo = str(tmp_path / "hangs.mp4")
     os.mkfifo(fifo)  # nobody writes to it: opening it blocks forever
-    result = subprocess.run([sys.executable, os.path.join(TOOLS, "predict.py"), "--run", out, fifo, path,
-                             "--timeline", "--window", "1", "--json", "DATA.DECODE_TIMEOUT", "2"],
-                            capture_output=True, text=True, timeout=120)
+    result = run_tool("predict.py", ["--run", out, fifo, path, "--timeline", "--window", "1", "--json",
+                                     "DATA.DECODE_TIMEOUT", "2"], check=False, timeout=120)
     assert result.returncode == 1, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines[0] == {"video": fifo, "error": "decoding timed out after 2 s"}

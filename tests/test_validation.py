@@ -3,12 +3,10 @@ and through the real training tool, before anything is written to OUTPUT_DIR."""
 
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import yaml
-from conftest import tiny_opts
+from conftest import run_tool, tiny_opts
 from test_run_safety import unpicklable
 
 from cgnl_video.config import load_config
@@ -116,8 +114,8 @@ def train_net(data_dir, output_dir, setting: str, tmp_path, env=None):
     in_file = set(flatten(yaml.safe_load(setting)))
     pairs = tiny_opts(data_dir, output_dir)
     opts = [v for k, value in zip(pairs[0::2], pairs[1::2]) if k not in in_file for v in (k, value)]
-    result = subprocess.run([sys.executable, TRAIN_NET, "--cfg", str(cfg_file), *opts], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, **(env or {})})
+    result = run_tool(TRAIN_NET, ["--cfg", str(cfg_file), *opts], check=False, timeout=300,
+                      env={**os.environ, **(env or {})})
     return result, str(cfg_file)
 
 
