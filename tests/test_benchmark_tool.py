@@ -8,13 +8,12 @@ import itertools
 import math
 import stat
 import statistics
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_tool
 
 from cgnl_video.benchmarks import blocks, timing, update_section
 from cgnl_video.benchmarks.data import PEER
@@ -208,12 +207,9 @@ def test_timeline_scores_both_videos_in_fresh_processes_and_reports_the_rss_rati
 
 
 def run_benchmark(*args):
-    """``python tools/benchmark.py ARGS`` in a fresh process (``data`` and ``decoding`` set the
+    """``python tools/benchmark.py ARGS`` in a process of its own (``data`` and ``decoding`` set the
     torch threads to 1, as in a loader worker): its stdout."""
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    return run_tool("benchmark.py", args, cwd=ROOT, timeout=300).stdout
 
 
 def table_rows(text, header):
