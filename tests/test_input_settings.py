@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -95,12 +96,10 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
     assert ckpt.list_checkpoints(str(tmp_path)) == []
 
 
-@pytest.fixture(scope="module")
-def trained_run(data_dir, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("settings") / "run")
-    result = tool("train_net.py", tiny_opts(data_dir, out, **{"SOLVER.MAX_EPOCH": 1, "TRAIN.EVAL_PERIOD": 0}))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
+@pytest.fixture
+def trained(trained_run):
+    """The session's tiny run (``conftest.trained_run``): its folder, read only."""
+    return trained_run.out
 
 
 def a_video(data_dir) -> str:
@@ -116,14 +115,14 @@ def a_video(data_dir) -> str:
     (["--out-video", "x" * 250 + ".mp4"], ["--out-video", "file name too long"]),
     (["--timeline", "--timeline-out", "y" * 250 + ".json"], ["--timeline-out", "file name too long"]),
 ])
-def test_predict_arguments_fail_in_one_line(trained_run, data_dir, tmp_path, args, names):
-    result = tool("predict.py", ["--run", trained_run, a_video(data_dir), *args], timeout=120)
+def test_predict_arguments_fail_in_one_line(trained, data_dir, tmp_path, args, names):
+    result = tool("predict.py", ["--run", trained, a_video(data_dir), *args], timeout=120)
     one_line_error(result, *names)
     assert os.listdir(tmp_path) == []
 
 
-def test_recognizer_arguments_and_strided_frames(trained_run, data_dir):
-    recognizer = Recognizer.from_run(trained_run)
+def test_recognizer_arguments_and_strided_frames(trained, data_dir):
+    recognizer = Recognizer.from_run(trained)
     video = a_video(data_dir)
     with pytest.raises(UserError, match=r"topk -1: expected an integer >= 1"):
         recognizer.predict(video, topk=-1)
@@ -137,18 +136,18 @@ def test_recognizer_arguments_and_strided_frames(trained_run, data_dir):
         recognizer.predict_clip(frames[..., 0])
 
 
-def test_upper_case_camera_files_are_videos_not_config_keys(trained_run, data_dir, tmp_path):
+def test_upper_case_camera_files_are_videos_not_config_keys(trained, data_dir, tmp_path):
     names = [str(tmp_path / "GOPR0001.MP4"), str(tmp_path / "GOPR0002.MP4")]
     for name in names:
         shutil.copy(a_video(data_dir), name)
-    result = tool("predict.py", ["--run", trained_run, *names, "--json"], timeout=120)
+    result = tool("predict.py", ["--run", trained, *names, "--json"], timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [json.loads(line)["video"] for line in result.stdout.splitlines()] == names
 
 
-def test_predict_run_skips_a_damaged_newest_checkpoint(trained_run, data_dir, tmp_path):
+def test_predict_run_skips_a_damaged_newest_checkpoint(trained, data_dir, tmp_path):
     run = str(tmp_path / "run")
-    shutil.copytree(trained_run, run)
+    shutil.copytree(trained, run)
     damaged = ckpt.checkpoint_path(run, 2)
     with open(damaged, "wb") as handle:
         handle.write(b"not a checkpoint")
@@ -158,14 +157,30 @@ def test_predict_run_skips_a_damaged_newest_checkpoint(trained_run, data_dir, tm
     assert open(damaged, "rb").read() == b"not a checkpoint"  # kept, never deleted
 
 
-def test_out_video_of_a_fifo_times_out(trained_run, data_dir, tmp_path):
+def test_out_video_of_a_fifo_times_out(trained, data_dir, tmp_path):
     fifo = str(tmp_path / "hangs.mp4")
     os.mkfifo(fifo)
     out = str(tmp_path / "out.mp4")
-    result = tool("predict.py", ["--run", trained_run, fifo, "--out-video", out, "DATA.DECODE_TIMEOUT", "2"],
+    result = tool("predict.py", ["--run", trained, fifo, "--out-video", out, "DATA.DECODE_TIMEOUT", "2"],
                   timeout=120)
     assert result.returncode == 1 and "decoding timed out after 2 s" in result.stderr
     assert "Traceback" not in result.stderr and not os.path.exists(out)
+
+
+def test_out_video_of_frames_too_small_to_label(trained, tmp_path):
+    path = str(tmp_path / "one_pixel.mp4")  # 1x1 H.264 (yuv444p; yuv420p needs even sizes)
+    with av.open(path, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 1, 1, "yuv444p"
+        for level in range(0, 200, 10):
+            frame = av.VideoFrame.from_ndarray(np.full((1, 1, 3), level, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame.reformat(format="yuv444p")))
+        container.mux(stream.encode())
+    out = str(tmp_path / "out.mp4")
+    result = tool("predict.py", ["--run", trained, path, "--out-video", out, "--json"], timeout=120)
+    assert json.loads(result.stdout.splitlines()[0])["video"] == path  # predicted, then not drawn
+    one_line_error(result, out, "frames of 1x1", "at least 2x2")
+    assert sorted(os.listdir(tmp_path)) == ["one_pixel.mp4"]  # no partial or temporary file
 
 
 def test_export_out_naming_a_folder_or_too_long_a_name(tmp_path):
@@ -222,6 +237,25 @@ def test_ctrl_c_during_training_is_one_line_and_keeps_the_checkpoint(data_dir, t
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
-    assert stderr.strip().splitlines()[-1].startswith("interrupted (Ctrl-C)")
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted (Ctrl-C)") and f"training resumes from {ckpt.list_checkpoints(str(out))[-1]}" \
+        in last, last
     for path in ckpt.list_checkpoints(str(out)):
         assert ckpt.load_file(path)["epoch"] >= 1
+
+
+def test_ctrl_c_during_testing_is_one_line_and_writes_no_results(trained_run, tmp_path):
+    copied = trained_run.copy(tmp_path / "run", **{"TEST.NUM_ENSEMBLE_VIEWS": 50, "DATA.TEST_CROP_SIZE": 128})
+    run, opts = copied.out, copied.opts  # a test of 150 views of 128 x 128 per video: long enough
+    process = subprocess.Popen([sys.executable, os.path.join(TOOLS, "test_net.py"), *opts],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = os.path.join(run, ".lock")
+    deadline = time.monotonic() + 120
+    while str(process.pid) not in open(lock).read() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)  # the test holds the run: past its checks, testing
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].endswith("(the test starts over: its results are written when it ends)")
+    assert not os.path.exists(os.path.join(run, "test_results.json"))

@@ -24,6 +24,8 @@ def main():
         results = run_test(cfg)
         if du.is_main_process():
             print(report(results))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt("the test starts over: its results are written when it ends") from None
     finally:
         du.cleanup()
 

@@ -11,6 +11,7 @@ def main():
     args = default_parser(__doc__.strip().splitlines()[0]).parse_args()
     cfg = config_from_args(args)  # a bad setting stops here, before torch is imported
     from cgnl_video.engine import distributed as du
+    from cgnl_video.engine.checkpoint import continuation
     from cgnl_video.engine.train import train
 
     try:
@@ -18,6 +19,8 @@ def main():
         if summary is not None and du.is_main_process():
             print(f"val top1 {summary['top1']:.4f} top5 {summary['top5']:.4f} "
                   f"mean class acc {summary['mean_class_acc']:.4f}")
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(continuation(cfg.OUTPUT_DIR)) from None
     finally:
         du.cleanup()
 

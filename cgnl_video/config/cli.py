@@ -42,7 +42,8 @@ def trained_model_config(args: argparse.Namespace, opts: Sequence[str]) -> CfgNo
 
 
 INTERRUPTED = ("interrupted (Ctrl-C): every file already written is complete (written atomically); "
-               "run the same command again to continue (training resumes from its newest checkpoint)")
+               "run the same command again to continue ({})")
+CONTINUES = "training resumes from its newest checkpoint"  # what a tool says when it has no better
 OUT_OF_MEMORY = ("out of memory ({}): lower TRAIN.BATCH_SIZE / TEST.BATCH_SIZE, DATA.NUM_FRAMES, "
                  "DATA.TRAIN_CROP_SIZE / DATA.TEST_CROP_SIZE or TEST.MAX_VIEWS_PER_BATCH")
 
@@ -58,15 +59,16 @@ def _out_of_memory(err: BaseException) -> bool:
 def run_tool(main: Callable[[], None]) -> None:
     """Runs a tool's ``main``: a :class:`~cgnl_video.errors.UserError` (bad input, not a bug)
     exits with its message in one line and no traceback; a :class:`ConfigError` says so; so
-    do Ctrl-C (exit status 130) and running out of memory (naming the settings to lower)."""
+    do Ctrl-C (exit status 130; a tool raises ``KeyboardInterrupt(how the run continues)``)
+    and running out of memory (naming the settings to lower)."""
     try:
         main()
     except ConfigError as err:
         sys.exit(f"config error: {err}")
     except UserError as err:
         sys.exit(f"error: {err}")
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr, flush=True)
+    except KeyboardInterrupt as err:  # the tool may say how the run continues: KeyboardInterrupt(how)
+        print(INTERRUPTED.format(str(err) or CONTINUES), file=sys.stderr, flush=True)
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 - only out-of-memory is turned into one line
         if not _out_of_memory(err):

@@ -77,6 +77,14 @@ def list_checkpoints(output_dir: str) -> List[str]:
     return [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if _NAME.match(n)]
 
 
+def continuation(output_dir: str) -> str:
+    """How an interrupted training of ``output_dir`` continues: the checkpoint it resumes from."""
+    paths = list_checkpoints(output_dir)
+    if not paths:
+        return "no checkpoint was written yet: training starts from the beginning"
+    return f"training resumes from {paths[-1]}, the newest checkpoint (an older one if it is damaged)"
+
+
 def _hash_value(digest, value) -> None:
     """Feeds ``value`` (nested dicts / lists / tuples of tensors and plain values) to ``digest``."""
     if isinstance(value, torch.Tensor):

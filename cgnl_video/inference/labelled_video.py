@@ -7,7 +7,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cgnl_video.datasets.video_io import VideoWriter
+from cgnl_video.errors import UserError
 from cgnl_video.inference.prediction import Prediction
+
+
+class FrameSizeError(UserError, ValueError):
+    """Frames too small to draw on: the message names the output file and the size."""
 
 
 def prediction_lines(prediction: Prediction, count: int = 3) -> List[str]:
@@ -25,8 +30,12 @@ def draw_text(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
 
 
 class LabelledVideoWriter(VideoWriter):
-    """A :class:`VideoWriter` whose frames get text drawn on them (cropped to even sizes)."""
+    """A :class:`VideoWriter` whose frames get text drawn on them (cropped to even sizes, so
+    frames of at least 2x2: smaller ones raise :class:`FrameSizeError`)."""
 
     def write_labelled(self, frame: np.ndarray, lines: Sequence[str]) -> None:
         height, width = frame.shape[0] - frame.shape[0] % 2, frame.shape[1] - frame.shape[1] % 2
+        if not (height and width):
+            raise FrameSizeError(f"{self.path}: cannot draw on frames of {frame.shape[0]}x{frame.shape[1]}: "
+                                 f"a labelled video needs frames of at least 2x2")
         self.write(draw_text(np.ascontiguousarray(frame[:height, :width]), lines))
