@@ -3,6 +3,7 @@ display order, tiny and odd frame sizes decode to the displayed frames with eith
 where it fails), absurd sizes are refused in one line, ``make_lists --check`` keeps what
 PyAV decodes, and upper-case camera names are videos."""
 
+import dataclasses
 import os
 import sys
 
@@ -12,7 +13,9 @@ import pytest
 from conftest import run_tool
 
 from cgnl_video.datasets.decoders import BACKENDS, VideoDecoder, open_video
+from cgnl_video.decoding import readers
 from cgnl_video.decoding.errors import DecodeError
+from cgnl_video.decoding.probe import probe
 from cgnl_video.inference.sources import expand_inputs, is_input
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -77,6 +80,19 @@ def test_a_decord_decode_failure_falls_back_to_pyav(inputs):
         assert video.backend == "decord"
         assert np.abs(video.get([3]).astype(float) - inputs["width_48"].expected[[3]]).max() <= 2
         assert video.backend == "pyav"
+
+
+def test_a_file_decord_cannot_open_falls_back_to_pyav_at_open(inputs, monkeypatch):
+    """The open-time fallback, for files the probe would let decord see: a GIF (which decord
+    cannot open) with the probe's verdict cleared; both decoders run for real."""
+    trusting = lambda container, path: dataclasses.replace(probe(container, path), distrust="")  # noqa: E731
+    monkeypatch.setattr(readers, "probe", trusting)
+    made = inputs["gif"]
+    with open_video(made.path, "decord") as video:
+        assert video.backend == "pyav"
+        assert np.abs(video.get([0, 7]).astype(float) - made.expected[[0, 7]]).max() <= 2
+    with open_video(inputs["cover_mp4"].path, "decord") as video:  # a file decord opens stays with it
+        assert video.backend == "decord"
 
 
 def test_the_guarded_decoder_falls_back_too(inputs):
