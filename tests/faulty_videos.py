@@ -42,10 +42,11 @@ def synthetic_frames(count: int) -> np.ndarray:
 
 
 def write_frames(path: str, frames: np.ndarray, pts: Optional[Iterable[int]] = None, fmt: str = "mp4",
-                 codec: str = "libx264", gop: int = 10) -> None:
-    """Writes ``frames`` at 25 fps (time base 1/25; ``pts`` gives each frame's tick, default ``i``)."""
+                 codec: str = "libx264", gop: int = 10, options: Optional[dict] = None) -> None:
+    """Writes ``frames`` at 25 fps (time base 1/25; ``pts`` gives each frame's tick, default ``i``;
+    ``options``: more encoder options)."""
     with av.open(path, "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=25, options={"g": str(gop), "threads": "1"})
+        stream = container.add_stream(codec, rate=25, options={"g": str(gop), "threads": "1", **(options or {})})
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         stream.codec_context.time_base = Fraction(1, 25)
         for frame, tick in zip(frames, pts if pts is not None else range(len(frames))):
@@ -113,6 +114,15 @@ def _patch_u32(data: bytearray, tag: bytes, offset: int, value: int) -> None:
     while at >= 0:
         struct.pack_into("<I", data, at + 8 + offset, value)
         at = data.find(tag, at + 1)
+
+
+def avi(folder, codec: str = "libx264", b_frames: bool = True, count: int = 40) -> Faulty:
+    """An AVI as cameras and encoders write it: ``codec`` with or without B-frames. AVI stores
+    no presentation times: FFmpeg gives H.264 packets pts = dts + 1 (one frame of delay) and
+    seeks by dts. decord 0.6.0 returns other frames on seeks into such files with B-frames."""
+    path = f"{folder}/{codec}_{'b' if b_frames else 'no_b'}.avi"
+    write_frames(path, synthetic_frames(count), fmt="avi", codec=codec, options={"bf": "3" if b_frames else "0"})
+    return Faulty(path, sequential_frames(path))
 
 
 def avi_with_count(folder, claimed: int, count: int = 50, name: str = "") -> Faulty:

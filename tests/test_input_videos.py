@@ -32,6 +32,9 @@ MAKERS = {
     "equal_timestamps": lambda d: faulty_videos.with_timestamps(d, "equal", [*range(10), *range(9, 39)]),
     "timestamps_jump_back": lambda d: faulty_videos.with_timestamps(d, "back", [*range(20), *range(10, 30)]),
     "timestamps_swapped_halves": lambda d: faulty_videos.with_timestamps(d, "swap", [*range(20, 40), *range(20)]),
+    "avi_h264_b_frames": faulty_videos.avi,
+    "avi_h264_no_b_frames": lambda d: faulty_videos.avi(d, b_frames=False),
+    "avi_mpeg4_b_frames": lambda d: faulty_videos.avi(d, "mpeg4"),
     "resolution_change_ts": faulty_videos.resolution_change,
     "resolution_change_mkv": lambda d: faulty_videos.resolution_change(d, "matroska", "mkv"),
     **{f"width_{w}": (lambda w: lambda d: faulty_videos.sized(d, w, 32))(w) for w in DECORD_BAD_WIDTHS},
@@ -66,7 +69,8 @@ def test_frame_i_is_the_ith_displayed_frame(name, backend, inputs):
 
 
 def test_decord_is_bypassed_where_it_decodes_wrong(inputs):
-    for name in ("mpegts", "av1", "gif", "tiny_2x2", "tiny_3x5", "width_8", "timestamps_swapped_halves"):
+    for name in ("mpegts", "av1", "gif", "tiny_2x2", "tiny_3x5", "width_8", "timestamps_swapped_halves",
+                 "avi_h264_b_frames", "avi_mpeg4_b_frames"):
         if inputs[name] is not None:
             with open_video(inputs[name].path, "decord") as video:
                 assert video.backend == "pyav", name

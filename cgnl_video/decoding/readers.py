@@ -173,7 +173,7 @@ class PyAVReader(Reader):
             target = max(first - back, 0)
             # MPEG-TS seeks to its first timestamp land GOPs later; seeks before the start rewind.
             position = min(self._timestamps[0], 0) - 1 if rewound else self._timestamps[target]
-            self._container.seek(position, stream=self._stream, backward=True)
+            self._seek_container(position, rewound)
             frames = self._container.decode(self._stream)
             head = next(frames, None)
             if (head is None or head.pts is None) and rewound:
@@ -187,6 +187,17 @@ class PyAVReader(Reader):
             back = max(2 * back, 1)
         yield start, head
         yield from zip(itertools.count(start + 1), frames)
+
+    def _seek_container(self, position: int, rewinding: bool) -> None:
+        """Seeks to the keyframe at or before ``position``. AVI seeks by decode time (its H.264
+        packets show one tick later) and refuses one before its start (EPERM): a rewind then
+        seeks to time 0, its first frame."""
+        try:
+            self._container.seek(position, stream=self._stream, backward=True)
+        except av.error.PermissionError:
+            if not rewinding:
+                raise
+            self._container.seek(0, stream=self._stream, backward=True)
 
     def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
         width, height = self._decoded_size
