@@ -3,6 +3,7 @@ argument / file, before anything is written, and what was written is kept."""
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -202,11 +203,20 @@ def test_make_synthetic_dataset_arguments(tmp_path, args, names):
     assert not (tmp_path / "data").exists()
 
 
-def test_out_of_memory_is_one_line_naming_the_settings():
-    code = ("import torch; from cgnl_video.config.cli import run_tool; "
-            "run_tool(lambda: torch.empty(2**50, dtype=torch.uint8))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    one_line_error(result, "out of memory", "TRAIN.BATCH_SIZE", "DATA.NUM_FRAMES", "DATA.TRAIN_CROP_SIZE")
+def test_out_of_memory_is_one_line_naming_the_settings(data_dir, tmp_path):
+    """A real training that runs out of memory: 8 clips of 64 x 256 x 256 under a 6 GiB limit
+    of address space (this process's, as a full machine gives)."""
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+
+    out = tmp_path / "run"
+    opts = tiny_opts(data_dir, str(out), **{"TRAIN.BATCH_SIZE": 8, "DATA.NUM_FRAMES": 64, "DATA.TRAIN_CROP_SIZE": 256,
+                                            "DATA.TRAIN_JITTER_SCALES": "[256,256]", "SOLVER.MAX_EPOCH": 1})
+    result = subprocess.run([sys.executable, os.path.join(TOOLS, "train_net.py"), *opts], capture_output=True,
+                            text=True, timeout=300, preexec_fn=limit_memory)
+    one_line_error(result, "out of memory", "can't allocate memory", "TRAIN.BATCH_SIZE", "DATA.NUM_FRAMES",
+                   "DATA.TRAIN_CROP_SIZE")
+    assert not ckpt.list_checkpoints(str(out))
 
 
 def test_symlink_loops_in_a_tree_are_scanned_once(tmp_path):
