@@ -234,13 +234,13 @@ def sized(folder, width: int, height: int, count: int = 20) -> Faulty:
     return Faulty(path, sequential_frames(path))
 
 
-def with_timestamps(folder, name: str, ticks: List[int]) -> Faulty:
-    """A Matroska H.264 file (no B-frames, keyframes every 10) whose ``i``-th frame carries the
-    timestamp ``ticks[i]`` (1/25 s): equal or decreasing ones make the display order the
-    decode order, which a sequential decode gives."""
-    path = f"{folder}/{name}.mkv"
+def with_timestamps(folder, name: str, ticks: List[int], fmt: str = "matroska", ext: str = "mkv") -> Faulty:
+    """A Matroska (or ``fmt``) H.264 file (no B-frames, keyframes every 10) whose ``i``-th frame
+    carries the timestamp ``ticks[i]`` (1/25 s): equal or decreasing ones make the display order
+    the decode order, which a sequential decode gives."""
+    path = f"{folder}/{name}.{ext}"
     frames = synthetic_frames(len(ticks))
-    with av.open(path, "w", format="matroska") as container:
+    with av.open(path, "w", format=fmt) as container:
         stream = container.add_stream("libx264", rate=25, options={"g": "10", "threads": "1", "bf": "0"})
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.codec_context.time_base = Fraction(1, 25)

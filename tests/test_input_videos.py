@@ -32,6 +32,9 @@ MAKERS = {
     "equal_timestamps": lambda d: faulty_videos.with_timestamps(d, "equal", [*range(10), *range(9, 39)]),
     "timestamps_jump_back": lambda d: faulty_videos.with_timestamps(d, "back", [*range(20), *range(10, 30)]),
     "timestamps_swapped_halves": lambda d: faulty_videos.with_timestamps(d, "swap", [*range(20, 40), *range(20)]),
+    "equal_timestamps_mp4": lambda d: faulty_videos.with_timestamps(d, "equal", [*range(10), *range(9, 39)], "mp4", "mp4"),
+    "timestamps_jump_back_mp4": lambda d: faulty_videos.with_timestamps(d, "back", [*range(20), *range(10, 30)], "mp4",
+                                                                       "mp4"),
     "avi_h264_b_frames": faulty_videos.avi,
     "avi_h264_no_b_frames": lambda d: faulty_videos.avi(d, b_frames=False),
     "avi_mpeg4_b_frames": lambda d: faulty_videos.avi(d, "mpeg4"),
@@ -70,7 +73,7 @@ def test_frame_i_is_the_ith_displayed_frame(name, backend, inputs):
 
 def test_decord_is_bypassed_where_it_decodes_wrong(inputs):
     for name in ("mpegts", "av1", "gif", "tiny_2x2", "tiny_3x5", "width_8", "timestamps_swapped_halves",
-                 "avi_h264_b_frames", "avi_mpeg4_b_frames"):
+                 "avi_h264_b_frames", "avi_mpeg4_b_frames", "equal_timestamps_mp4", "timestamps_jump_back_mp4"):
         if inputs[name] is not None:
             with open_video(inputs[name].path, "decord") as video:
                 assert video.backend == "pyav", name

@@ -9,7 +9,8 @@ without decoding more than the first frame:
 - packets hidden by an edit list (flagged discard by FFmpeg),
 - the header's frame count and ``duration x fps`` against the displayed packet count,
 - the rotation of the display matrix,
-- timestamps that do not give the display order (equal, or jumping back),
+- timestamps that do not give the display order (equal, or jumping back; MP4's from its
+  packets, since its index holds decode times only; AVI has none),
 - what decord 0.6.0 cannot decode right (MPEG-TS, AV1, GIF, frames under 32 pixels, H.264 or
   B-frames in AVI);
 
@@ -19,7 +20,7 @@ and :attr:`Probe.distrust` says why decord must not see the file ("" if it may).
 """
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import av
 
@@ -90,12 +91,22 @@ def display_ordered(packets: Sequence[Tuple[int, bool]]) -> bool:
     return True
 
 
+def _shown(container: av.container.InputContainer, stream) -> List[Tuple[int, bool]]:
+    """(pts, keyframe) of the shown packets of ``stream`` in decode order (rewinds after)."""
+    packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None and not p.is_discard]
+    container.seek(0, stream=stream, backward=True)
+    return packets
+
+
 def _packet_counts(container: av.container.InputContainer, stream) -> Tuple[int, int, bool]:
     """(displayed, hidden) packets, from the index where it lists every packet, and whether
     their timestamps give the display order (see :func:`display_ordered`)."""
-    if container.format.name.split(",")[0] in _FULLY_INDEXED and len(stream.index_entries):
+    fmt = container.format.name.split(",")[0]
+    if fmt in _FULLY_INDEXED and len(stream.index_entries):
         flags = [entry.is_discard for entry in stream.index_entries if entry.size]
-        ordered = True  # MP4 and AVI timestamps are built from the index
+        # AVI has no presentation times (FFmpeg's follow the decode order); MP4's composition
+        # offsets are not in the index: read from the packets (equal ones mislead decord).
+        ordered = fmt == "avi" or display_ordered(_shown(container, stream))
     else:
         packets = [p for p in container.demux(stream) if p.pts is not None]
         flags = [p.is_discard for p in packets]
