@@ -34,6 +34,11 @@ CANDIDATES = [
 ]
 
 
+def number(cell: str) -> float:
+    """A table cell's number (thousands separated: "1,419.6")."""
+    return float(cell.replace(",", ""))
+
+
 @pytest.fixture(scope="module")
 def tool():
     """``tools/benchmark.py`` loaded as a module."""
@@ -135,7 +140,7 @@ def test_blocks_writes_the_tables_and_prints_them(tool, tmp_path, capsys):
     timing_rows = [row for row in rows if len(row) == 8]
     assert [row[2] for row in timing_rows] == CANDIDATES
     assert all(row[7] == "2 / 2" for row in timing_rows)
-    assert all(float(cell) > 0 for row in timing_rows for cell in (row[3], row[5]))
+    assert all(number(cell) > 0 for row in timing_rows for cell in (row[3], row[5]))
     ratio_rows = [row for row in rows if len(row) == 9]  # / floor, / NL, / NL pool, per mode
     assert [row[2] for row in ratio_rows] == ["dot", "gaussian", "embedded_gaussian"]
     # The growth check orders the cases by T x H x W.
@@ -179,9 +184,9 @@ def test_export_times_eager_onnxruntime_and_torchscript_side_by_side(tool, tmp_p
             if line.startswith(f"| `{cfg_file}` |")]
     assert [row[1:3] for row in rows] == [["1 x 3 x 4 x 32 x 32", name]
                                           for name in ("eager", "onnxruntime", "torchscript")]
-    assert all(float(row[3]) > 0 and float(row[4]) > 0 and row[7] == "2" for row in rows)
+    assert all(number(row[3]) > 0 and number(row[4]) > 0 and row[7] == "2" for row in rows)
     assert rows[0][5].startswith("(max abs logit ")
-    assert all(float(row[5]) <= 1e-4 and float(row[6]) > 0 for row in rows[1:])
+    assert all(number(row[5]) <= 1e-4 and number(row[6]) > 0 for row in rows[1:])
     assert "<!-- export-cpu:begin -->" in out.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["PERFORMANCE.md", "tiny.yaml"]
 
@@ -200,7 +205,7 @@ def test_timeline_scores_both_videos_in_fresh_processes_and_reports_the_rss_rati
     rows = [line.strip("| ").split(" | ") for line in text.splitlines() if " min, 568x320, 25 fps |" in line]
     assert [row[0] for row in rows] == ["0.05 min, 568x320, 25 fps", "0.1 min, 568x320, 25 fps"]
     assert [int(row[1]) for row in rows] == [2, 5]  # 3 s and 6 s: 2 s windows every 1 s
-    rss = [float(row[5]) for row in rows]
+    rss = [number(row[5]) for row in rows]
     ratio = float(text.split("Peak RSS long / short = ")[1].split(" ")[0])
     assert ratio == pytest.approx(rss[1] / rss[0], abs=0.01) and all(value > 50 for value in rss)
     assert "<!-- timeline-cpu:begin -->" in text
@@ -221,7 +226,7 @@ def table_rows(text, header):
 
 
 def positive(cell):
-    value = float(cell)
+    value = number(cell)
     return math.isfinite(value) and value > 0
 
 
@@ -250,7 +255,7 @@ def test_data_compares_the_dataset_with_raw_decord_on_every_table(make_video, tm
         rows = table_rows(text, header)
         assert [row[0] for row in rows] == names
         # ms and time ratios (rounded: the float32 zeros may show 0.00), rates; the reference; 3 rounds
-        assert all(math.isfinite(float(row[c])) and float(row[c]) >= 0 for row in rows for c in (1, 3)), rows
+        assert all(math.isfinite(number(row[c])) and number(row[c]) >= 0 for row in rows for c in (1, 3)), rows
         assert all(positive(row[2]) for row in rows), rows
         assert rows[0][3] == "1.00" and all(row[4] == "3" for row in rows)
     targets = text.split("Targets (issue 8):\n")[1].splitlines()
