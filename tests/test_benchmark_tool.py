@@ -184,7 +184,9 @@ def test_export_times_eager_onnxruntime_and_torchscript_side_by_side(tool, tmp_p
             if line.startswith(f"| `{cfg_file}` |")]
     assert [row[1:3] for row in rows] == [["1 x 3 x 4 x 32 x 32", name]
                                           for name in ("eager", "onnxruntime", "torchscript")]
-    assert all(number(row[3]) > 0 and number(row[4]) > 0 and row[7] == "2" for row in rows)
+    # times > 0; ratios to eager >= 0 (two decimals: a busy machine's slow eager round shows 0.00)
+    assert all(number(row[3]) > 0 and number(row[4]) >= 0 and row[7] == "2" for row in rows)
+    assert rows[0][4] == "1.00"
     assert rows[0][5].startswith("(max abs logit ")
     assert all(number(row[5]) <= 1e-4 and number(row[6]) > 0 for row in rows[1:])
     assert "<!-- export-cpu:begin -->" in out.read_text()

@@ -42,8 +42,7 @@ def trained_model_config(args: argparse.Namespace, opts: Sequence[str]) -> CfgNo
 
 
 INTERRUPTED = ("interrupted (Ctrl-C): every file already written is complete (written atomically); "
-               "run the same command again to continue ({})")
-CONTINUES = "training resumes from its newest checkpoint"  # what a tool says when it has no better
+               "run the same command again to continue")
 OUT_OF_MEMORY = ("out of memory ({}): lower TRAIN.BATCH_SIZE / TEST.BATCH_SIZE, DATA.NUM_FRAMES, "
                  "DATA.TRAIN_CROP_SIZE / DATA.TEST_CROP_SIZE or TEST.MAX_VIEWS_PER_BATCH")
 
@@ -68,7 +67,7 @@ def run_tool(main: Callable[[], None]) -> None:
     except UserError as err:
         sys.exit(f"error: {err}")
     except KeyboardInterrupt as err:  # the tool may say how the run continues: KeyboardInterrupt(how)
-        print(INTERRUPTED.format(str(err) or CONTINUES), file=sys.stderr, flush=True)
+        print(INTERRUPTED + (f" ({err})" if str(err) else ""), file=sys.stderr, flush=True)
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 - only out-of-memory is turned into one line
         if not _out_of_memory(err):
