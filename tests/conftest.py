@@ -182,6 +182,11 @@ def run_tool(tool: str, args, check: bool = True, cwd=None, env=None, timeout: f
     return result
 
 
+def try_tool(tool: str, args, **options) -> subprocess.CompletedProcess:
+    """:func:`run_tool` of a run that may fail (the test checks how)."""
+    return run_tool(tool, args, check=False, **options)
+
+
 class TinyRun(NamedTuple):
     """A finished tiny run: its ``OUTPUT_DIR``, the ``tiny_opts`` it ran with, train_net's stderr."""
 

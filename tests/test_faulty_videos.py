@@ -11,7 +11,7 @@ import time
 import faulty_videos
 import numpy as np
 import pytest
-from conftest import run_tool, tiny_opts
+from conftest import tiny_opts, try_tool
 
 from cgnl_video.datasets.decoders import BACKENDS, VideoDecoder, open_video
 from cgnl_video.datasets.video_io import write_video
@@ -19,7 +19,6 @@ from cgnl_video.decoding.errors import DecodeError
 from cgnl_video.decoding.guard import GuardedDecoder
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-TOOLS = os.path.join(ROOT, "tools")
 CONFIG_STUB = os.path.join(ROOT, "configs", "demo", "synthetic_cgnl.yaml")
 TIMEOUT = 3  # seconds, DATA.DECODE_TIMEOUT of these tests
 MAKERS = {
@@ -148,10 +147,6 @@ def test_the_guard_pickles_as_settings_and_restarts_after_fork(make_video):
 # --------------------------------------------------------------------------- the tools
 
 
-def run(args, timeout=240):
-    return run_tool(args[0], args[1:], check=False, timeout=timeout)
-
-
 def test_make_lists_check_reports_hangs_and_lists_the_rest(faulty, tmp_path):
     root = tmp_path / "videos"
     for name in ("a/good.mp4", "b/good.mp4"):
@@ -162,8 +157,8 @@ def test_make_lists_check_reports_hangs_and_lists_the_rest(faulty, tmp_path):
     os.mkfifo(root / "b" / "stalled.mp4")
     (root / "b" / "text.mp4").write_text("not a video")
     out = tmp_path / "lists"
-    result = run([os.path.join(TOOLS, "make_lists.py"), "folder", "--video-root", str(root), "--out-dir", str(out),
-                  "--val-ratio", "0", "--test-ratio", "0", "--check", "--decode-timeout", str(TIMEOUT)])
+    result = try_tool("make_lists.py", ["folder", "--video-root", str(root), "--out-dir", str(out), "--val-ratio", "0",
+                                        "--test-ratio", "0", "--check", "--decode-timeout", str(TIMEOUT)], timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     listed = sorted(line.split()[0] for line in open(out / "train.csv"))
     assert listed == ["a/cut.mp4", "a/good.mp4", "a/huge_count.avi", "a/rotated.mp4", "b/good.mp4"]
@@ -193,7 +188,7 @@ def faulty_run(faulty_data, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("faulty_run"))
     opts = tiny_opts(faulty_data, out, **{"SOLVER.MAX_EPOCH": 1, "DATA.DECODE_TIMEOUT": TIMEOUT,
                                           "DATA_LOADER.NUM_WORKERS": 1, "DATA.MAX_BAD_FRACTION": 0.2})
-    return out, run([os.path.join(TOOLS, "train_net.py"), *opts])
+    return out, try_tool("train_net.py", opts, timeout=240)
 
 
 def test_train_net_finishes_on_a_dataset_with_a_stalled_and_a_huge_avi(faulty_run):
@@ -210,7 +205,7 @@ def test_train_net_finishes_on_a_dataset_with_a_stalled_and_a_huge_avi(faulty_ru
 def test_test_net_reports_the_stalled_video_failed(faulty_run, faulty_data):
     out, _ = faulty_run
     opts = tiny_opts(faulty_data, out, **{"DATA.DECODE_TIMEOUT": TIMEOUT})
-    result = run([os.path.join(TOOLS, "test_net.py"), *opts])
+    result = try_tool("test_net.py", opts, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "test_results.json")) as handle:
         results = json.load(handle)
@@ -223,7 +218,7 @@ def test_predict_on_a_stalled_video_exits_with_a_one_line_error(faulty_run, faul
     out, _ = faulty_run
     stalled = os.path.join(faulty_data, "stalled.mp4")
     opts = tiny_opts(faulty_data, out, **{"DATA.DECODE_TIMEOUT": TIMEOUT})
-    result = run([os.path.join(TOOLS, "predict.py"), "--cfg", CONFIG_STUB, stalled, *opts], timeout=120)
+    result = try_tool("predict.py", ["--cfg", CONFIG_STUB, stalled, *opts], timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: {stalled}: decoding timed out after {TIMEOUT} s"
     assert "Traceback" not in result.stderr

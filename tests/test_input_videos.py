@@ -10,7 +10,7 @@ import sys
 import faulty_videos
 import numpy as np
 import pytest
-from conftest import run_tool
+from conftest import try_tool
 
 from cgnl_video.datasets.decoders import BACKENDS, VideoDecoder, open_video
 from cgnl_video.decoding import readers
@@ -117,10 +117,6 @@ def test_absurd_sizes_are_refused_in_one_line(size, tmp_path):
     assert str(caught.value) == f"{path}: frames of {size[0]}x{size[1]}: aspect ratio over 100"
 
 
-def run(args, timeout=240):
-    return run_tool(args[0], args[1:], check=False, timeout=timeout)
-
-
 def test_make_lists_check_keeps_what_pyav_decodes(inputs, tmp_path):
     root = tmp_path / "videos"
     (root / "a").mkdir(parents=True)
@@ -129,8 +125,8 @@ def test_make_lists_check_keeps_what_pyav_decodes(inputs, tmp_path):
             os.link(inputs[name].path, root / "a" / os.path.basename(inputs[name].path).upper())
     wide = faulty_videos.sized(str(root / "a"), 16000, 2, count=3).path
     out = tmp_path / "lists"
-    result = run([os.path.join(ROOT, "tools", "make_lists.py"), "folder", "--video-root", str(root),
-                  "--out-dir", str(out), "--val-ratio", "0", "--test-ratio", "0", "--check"])
+    result = try_tool("make_lists.py", ["folder", "--video-root", str(root), "--out-dir", str(out), "--val-ratio", "0",
+                                        "--test-ratio", "0", "--check"], timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     listed = sorted(line.split()[0] for line in open(out / "train.csv"))
     expected = sorted(f"a/{os.path.basename(inputs[n].path).upper()}"

@@ -9,17 +9,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import run_tool
+from conftest import try_tool
 
 from cgnl_video import Recognizer
 from cgnl_video.datasets.decoders import DecodeError, open_video
 from cgnl_video.errors import ConfigError
-
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
-
-
-def tool(name, args):
-    return run_tool(name, args, check=False)
 
 
 def test_predictions_are_those_of_test_net(tested_run):
@@ -77,7 +71,7 @@ def test_predict_tool_takes_folders_and_lists_and_reports_failures_per_video(tra
     folder = tmp_path / "videos"
     shutil.copytree(os.path.join(data_dir, "videos"), folder)
     (folder / "move_left" / "broken.mp4").write_bytes(b"not a video")
-    result = tool("predict.py", ["--run", out, str(folder), "--json", "--topk", "1"])
+    result = try_tool("predict.py", ["--run", out, str(folder), "--json", "--topk", "1"])
     assert result.returncode == 1  # one video failed, the others were predicted
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 17 and sum("error" in line for line in lines) == 1
@@ -87,7 +81,7 @@ def test_predict_tool_takes_folders_and_lists_and_reports_failures_per_video(tra
                for line in lines if "top" in line)
     listed = tmp_path / "some.txt"  # "videos/<class>/<name> LABEL" lines, relative to the list
     listed.write_text(open(os.path.join(data_dir, "test.csv")).read())
-    from_list = tool("predict.py", ["--cfg", os.path.join(out, "config.yaml"), str(listed), "--json"])
+    from_list = try_tool("predict.py", ["--cfg", os.path.join(out, "config.yaml"), str(listed), "--json"])
     assert from_list.returncode == 0, from_list.stderr[-2000:]
     assert [json.loads(line)["video"] for line in from_list.stdout.splitlines()] == [
         str(tmp_path / line.rsplit(" ", 1)[0]) for line in open(os.path.join(data_dir, "test.csv"))]
@@ -124,7 +118,7 @@ def test_a_hanging_video_costs_the_recognizer_that_video_only(trained_run, data_
 
 def test_predict_tool_reports_a_hanging_video_in_one_line_and_goes_on(trained_run, data_dir, tmp_path):
     fifo, good = hanging_video(tmp_path), first_test_video(data_dir)
-    result = tool("predict.py", ["--run", trained_run.out, fifo, good, "--json",
+    result = try_tool("predict.py", ["--run", trained_run.out, fifo, good, "--json",
                                  "DATA.DECODE_TIMEOUT", str(HANG_TIMEOUT)])
     assert result.returncode == 1, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]

@@ -13,7 +13,7 @@ import tempfile
 import pytest
 import torch
 import torch.nn as nn
-from conftest import run_tool, tiny_opts
+from conftest import tiny_opts, try_tool
 from test_export import MODELS, randomise_weights, tiny_cfg
 
 from cgnl_video import Recognizer
@@ -24,19 +24,14 @@ from cgnl_video.inference.export import export_model
 from cgnl_video.inference.runtime import cache_path, cpu_inference_model
 from cgnl_video.models import build_model
 
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 TOLERANCE = 1e-4
-
-
-def tool(name, args):
-    return run_tool(name, args, check=False)
 
 
 @pytest.fixture(scope="module")
 def exported_run(trained_run, tmp_path_factory):
     """The session's tiny trained run and its ONNX file from tools/export.py: (OUTPUT_DIR, options, file)."""
     onnx_file = str(tmp_path_factory.mktemp("runtime") / "model.onnx")
-    result = tool("export.py", ["--format", "onnx", "--out", onnx_file, *trained_run.opts])
+    result = try_tool("export.py", ["--format", "onnx", "--out", onnx_file, *trained_run.opts])
     assert result.returncode == 0, result.stderr[-3000:]
     return trained_run.out, trained_run.opts, onnx_file
 
@@ -89,8 +84,8 @@ def predictions(result) -> list:
 def test_predict_tool_runtime_onnxruntime_prints_the_torch_scores(exported_run, data_dir):
     out, _, onnx_file = exported_run
     videos = decoded_videos(data_dir)
-    torch_lines = predictions(tool("predict.py", ["--run", out, "--json", "--topk", "2", *videos]))
-    onnx_lines = predictions(tool("predict.py", ["--run", out, "--json", "--topk", "2", "--runtime",
+    torch_lines = predictions(try_tool("predict.py", ["--run", out, "--json", "--topk", "2", *videos]))
+    onnx_lines = predictions(try_tool("predict.py", ["--run", out, "--json", "--topk", "2", "--runtime",
                                                  "onnxruntime", "--onnx", onnx_file, *videos]))
     assert [line["video"] for line in onnx_lines] == videos
     for ours, theirs in zip(onnx_lines, torch_lines):
@@ -112,7 +107,7 @@ def other_model_file(data_dir, folder, key, value) -> str:
 ], ids=["input shape", "class count"])
 def test_onnx_file_of_another_model_is_refused_in_one_line(exported_run, data_dir, tmp_path, key, value, described):
     other = other_model_file(data_dir, tmp_path, key, value)
-    result = tool("predict.py", ["--run", exported_run[0], "--runtime", "onnxruntime", "--onnx", other,
+    result = try_tool("predict.py", ["--run", exported_run[0], "--runtime", "onnxruntime", "--onnx", other,
                                  decoded_videos(data_dir)[0]])
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: {other}: an ONNX file of another model: {described} "
@@ -149,7 +144,7 @@ def test_bad_runtime_choice_is_refused_before_loading(exported_run, kwargs, mess
 
 
 def test_predict_tool_onnx_needs_runtime_onnxruntime(exported_run, data_dir):
-    result = tool("predict.py", ["--run", exported_run[0], "--onnx", exported_run[2], decoded_videos(data_dir)[0]])
+    result = try_tool("predict.py", ["--run", exported_run[0], "--onnx", exported_run[2], decoded_videos(data_dir)[0]])
     assert result.returncode == 2 and "--onnx needs --runtime onnxruntime" in result.stderr
 
 
