@@ -23,6 +23,14 @@ import pytest
 from cgnl_video.data_prep.synthetic import generate_dataset
 from cgnl_video.datasets.video_io import write_video
 
+# pytest-xdist's workers share the cores: one torch thread each, here and in every process the
+# tests start (threads of two workers waiting for each other made runs 2-6x slower, measured).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 TOOLS = str(ROOT / "tools")

@@ -9,10 +9,9 @@ legitimate sources of difference). Weights must agree up to floating-point reduc
 import json
 import os
 import subprocess
-import sys
 
 import pytest
-from conftest import tiny_opts, torchrun
+from conftest import run_tool, tiny_opts, torchrun, try_tool
 
 from cgnl_video.engine.checkpoint import checkpoint_path, load_file
 
@@ -31,10 +30,13 @@ def train(data_dir, output_dir, nproc, extra):
     opts = tiny_opts(data_dir, output_dir, **{
         "TRAIN.BATCH_SIZE": 4, "BN.FREEZE": True, "MODEL.DROPOUT_RATE": 0.0, "SOLVER.MAX_EPOCH": EPOCHS,
         "TRAIN.EVAL_PERIOD": EPOCHS, "SOLVER.WARMUP_EPOCHS": 0.5, **extra})
-    prefix = torchrun(nproc) if nproc > 1 else [sys.executable]
-    result = subprocess.run([*prefix, os.path.join(TOOLS, "train_net.py"), *opts], capture_output=True,
-                            text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert result.returncode == 0, result.stderr[-3000:]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if nproc == 1:
+        result = run_tool("train_net.py", opts, env=env)
+    else:
+        result = subprocess.run([*torchrun(nproc), os.path.join(TOOLS, "train_net.py"), *opts], capture_output=True,
+                                text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
     return load_file(checkpoint_path(output_dir, EPOCHS))["model"], result
 
 
@@ -89,7 +91,6 @@ def test_the_reference_run_moved_the_weights(reference, data_dir, tmp_path):
 
 def test_a_batch_that_does_not_divide_is_one_config_error(data_dir, tmp_path):
     opts = tiny_opts(data_dir, str(tmp_path / "run"), **{"TRAIN.BATCH_SIZE": 3, "TRAIN.ACCUMULATION_STEPS": 2})
-    result = subprocess.run([sys.executable, os.path.join(TOOLS, "train_net.py"), *opts],
-                            capture_output=True, text=True, timeout=300)
+    result = try_tool("train_net.py", opts, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "TRAIN.BATCH_SIZE=3" in result.stderr and "TRAIN.ACCUMULATION_STEPS 2" in result.stderr
