@@ -6,7 +6,10 @@ classes.txt under OUT_DIR, deterministic by --seed.
 rotating, its rings expanding or contracting. --task relation
 (cgnl_video/data_prep/synthetic_relation.py): two objects half a frame apart, one moving
 in the first half of the clip, the other in the second; the class is whether the second
-heading is the first turned right or left. Either way the classes differ only in temporal
+heading is the first turned right or left. --task spin
+(cgnl_video/data_prep/synthetic_spin.py): a disc with a --folds-fold symmetric --texture drifting
+in 4 directions or spinning either way at --spin-speed rad per frame, a set the motion
+generator does not make. Either way the classes differ only in temporal
 order: a frame-level model stays at chance. Use OUT_DIR as both DATA.PATH_TO_DATA_DIR and
 DATA.PATH_PREFIX."""
 
@@ -17,10 +20,13 @@ import time
 
 from cgnl_video.data_prep.synthetic import MOTION_TASK, generate_dataset
 from cgnl_video.data_prep.synthetic_relation import RELATION_TASK
+from cgnl_video.data_prep.synthetic_spin import DEFAULT_DRIFT_SPEED, DEFAULT_SPIN_SPEED, TEXTURES, spin_task
 
 # H.264 yuv420p needs even sizes; below 16 pixels the moving object is a few pixels wide.
 MIN_SIZE = 16
-TASKS = {"motion": MOTION_TASK, "relation": RELATION_TASK}
+TASKS = {"motion": MOTION_TASK, "relation": RELATION_TASK, "spin": spin_task()}
+# --task spin only
+SPIN_OPTIONS = {"texture": "stripes", "folds": 3, "spin_speed": DEFAULT_SPIN_SPEED, "drift_speed": DEFAULT_DRIFT_SPEED}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,8 +45,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=40, help="frames per video")
     parser.add_argument("--size", type=int, default=112, help="frame height and width (even)")
     parser.add_argument("--fps", type=int, default=25, help="frame rate")
+    spin = parser.add_argument_group("--task spin")
+    spin.add_argument("--texture", choices=TEXTURES, help=f"disc texture (default {SPIN_OPTIONS['texture']})")
+    spin.add_argument("--folds", type=int, help=f"rotational symmetry of the texture (default {SPIN_OPTIONS['folds']})")
+    spin.add_argument("--spin-speed", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                      help=f"rad per frame (default {DEFAULT_SPIN_SPEED[0]} {DEFAULT_SPIN_SPEED[1]})")
+    spin.add_argument("--drift-speed", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                      help=f"frame sizes per frame (default {DEFAULT_DRIFT_SPEED[0]} {DEFAULT_DRIFT_SPEED[1]})")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
     args = parser.parse_args(argv)
+    given = [name for name in SPIN_OPTIONS if getattr(args, name) is not None]
+    if given and args.task != "spin":
+        parser.error(f"--{given[0].replace('_', '-')} is an option of --task spin")
+    if args.task == "spin":
+        options = {name: default if getattr(args, name) is None else getattr(args, name)
+                   for name, default in SPIN_OPTIONS.items()}
+        try:
+            args.generator = spin_task(**options)
+        except ValueError as error:
+            parser.error(str(error))
+    else:
+        args.generator = TASKS[args.task]
     available = len(TASKS[args.task].classes)
     if (args.num_classes or 0) > available:
         parser.error(f"--num-classes {args.num_classes}: --task {args.task} has {available} classes")
@@ -68,7 +93,7 @@ def main(argv=None) -> int:
         width=args.size,
         fps=args.fps,
         workers=args.workers,
-        task=TASKS[args.task],
+        task=args.generator,
     )
     elapsed = time.perf_counter() - start
     print(f"wrote {sum(counts.values())} videos {counts} to {args.out_dir} in {elapsed:.1f} s")

@@ -151,22 +151,34 @@ def _background(rng: np.random.Generator, colour: np.ndarray, height: int, width
     return colour + texture[..., None]
 
 
-def object_layer(params: ClipParams, state: np.ndarray, height: int, width: int) -> Layer:
-    """The object of ``params`` at each frame's ``state`` (``T x 4``): its coverage ``T x H x W x 1``
-    (0-1, anti-aliased edge) and colour ``T x H x W x 3``."""
-    colours = np.asarray(params.colours, dtype=np.float32)
+def object_frame(state: np.ndarray, height: int, width: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pixel in the rotating frame of an object at each frame's ``state`` (``T x 4``): its
+    offsets ``u``, ``v`` (pixels, ``T x H x W``) from the centre on the torus, and the ring phase
+    (``T x 1 x 1``)."""
     x, y, angle, phase = state.astype(np.float32).T[..., None, None]
-    # offsets to the object centre on the torus, then into the object's rotating frame
     dx = np.mod(np.arange(width, dtype=np.float32)[None, None, :] - x + width / 2, width) - width / 2
     dy = np.mod(np.arange(height, dtype=np.float32)[None, :, None] - y + height / 2, height) - height / 2
     u = dx * np.cos(angle) - dy * np.sin(angle)
     v = dx * np.sin(angle) + dy * np.cos(angle)
+    return u, v, phase
+
+
+def paint(colours: Tuple[Tuple[float, float, float], ...], alpha: np.ndarray, shade: np.ndarray) -> Layer:
+    """A layer of coverage ``alpha`` whose colour goes from ``colours[1]`` (dark, ``shade`` 0) to
+    ``colours[0]`` (light, ``shade`` 1); both ``T x H x W``."""
+    light, dark = np.asarray(colours[:2], dtype=np.float32)
+    shade = np.clip(shade, 0.0, 1.0)[..., None]
+    return np.clip(alpha, 0.0, 1.0)[..., None], light * shade + dark * (1 - shade)
+
+
+def object_layer(params: ClipParams, state: np.ndarray, height: int, width: int) -> Layer:
+    """The object of ``params`` at each frame's ``state`` (``T x 4``): its coverage ``T x H x W x 1``
+    (0-1, anti-aliased edge) and colour ``T x H x W x 3``."""
+    u, v, phase = object_frame(state, height, width)
     p = params.shape_power
     norm = (np.abs(u) ** p + np.abs(v) ** p) ** (1 / p)
     shade = 0.5 + 0.3 * np.cos(2 * np.pi * (norm / params.ring_period - phase)) + _SHADING * u / params.radius
-    alpha = np.clip(params.radius - norm + 0.5, 0.0, 1.0)[..., None]
-    shade = np.clip(shade, 0.0, 1.0)[..., None]
-    return alpha, colours[0] * shade + colours[1] * (1 - shade)
+    return paint(params.colours, params.radius - norm + 0.5, shade)
 
 
 def composite(scene: Scene, layers: Sequence[Layer], height: int, width: int) -> np.ndarray:
