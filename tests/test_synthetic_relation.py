@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_tool
+from conftest import run_tool, try_tool
 from test_synthetic import nearest_centroid_accuracy
 
 from cgnl_video.data_prep.synthetic import generate_dataset, object_layer
@@ -13,10 +13,13 @@ from cgnl_video.data_prep.synthetic_relation import (
     CLASSES,
     HEADINGS,
     MIN_DISTANCE,
+    MIN_SEPARATION,
     RELATION_TASK,
     TURNS,
+    min_distance,
     object_states,
     partner,
+    relation_task,
     render,
     sample_params,
     time_reversed,
@@ -28,9 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 T, H, W = 16, 48, 48
 
 
-def draws(relation, n, seed=0):
+SEPARATIONS = (0.5, MIN_SEPARATION)  # the default, half a frame, and the closest
+
+
+def draws(relation, n, seed=0, separation=0.5):
     rng = np.random.default_rng(seed)
-    return [sample_params(rng, relation, H, W) for _ in range(n)]
+    return [sample_params(rng, relation, H, W, separation) for _ in range(n)]
 
 
 def tree_bytes(root):
@@ -60,11 +66,27 @@ def test_the_tool_writes_the_relation_set(tmp_path):
                         timeout=120)
     assert too_many.returncode == 2 and "--num-classes 4: --task relation has 2 classes" in too_many.stderr
     assert "Traceback" not in too_many.stderr and not (tmp_path / "x").exists()
+    for bad, message in (("--task relation --separation 0.2", "could overlap"), ("--separation 0.4", "--task relation")):
+        refused = try_tool(tool, [str(tmp_path / "x"), *bad.split()], timeout=120)
+        assert refused.returncode == 2 and message in refused.stderr, bad
+    assert not (tmp_path / "x").exists()
 
 
+def test_separation_is_checked_and_the_default_draws_nothing_more():
+    with pytest.raises(ValueError, match="overlap"):
+        relation_task(MIN_SEPARATION - 0.01)
+    with pytest.raises(ValueError):
+        relation_task(0.51)
+    assert MIN_DISTANCE == min_distance(0.5) and min_distance(MIN_SEPARATION) * 1.0 > 2 * 0.12
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    assert RELATION_TASK.sample(rng_a, "turn_left", H, W) == sample_params(rng_b, "turn_left", H, W)
+    assert rng_a.random() == rng_b.random()
+
+
+@pytest.mark.parametrize("separation", SEPARATIONS)
 @pytest.mark.parametrize("relation", CLASSES)
-def test_a_clip_played_backwards_is_exactly_a_partner_clip(relation):
-    params = draws(relation, 1, seed=2)[0]
+def test_a_clip_played_backwards_is_exactly_a_partner_clip(relation, separation):
+    params = draws(relation, 1, seed=2, separation=separation)[0]
     params = replace(params, scene=params.scene[:2] + (0.0,))  # no noise: the rest must match exactly
     backwards = time_reversed(params, T, H, W)
     assert backwards.relation == partner(relation) != relation and partner(partner(relation)) == relation
@@ -105,14 +127,15 @@ def two_sample_ks(a, b):
     return np.abs(cdf_a - cdf_b).max()
 
 
-def test_every_frame_places_the_objects_alike_in_both_classes():
+@pytest.mark.parametrize("separation", SEPARATIONS)
+def test_every_frame_places_the_objects_alike_in_both_classes(separation):
     """Per frame index: the first object's x and y are uniform, and the offset between the objects
     (wrapped |dx|, |dy|, which do not say which object is which) has the same law in both classes.
     Two-sample Kolmogorov-Smirnov, 3 frames x 2 components, family-wise 1%."""
     n = 600
     offsets = {}
     for relation in CLASSES:
-        states = [object_states(c, T, H, W) for c in draws(relation, n, seed=5)]
+        states = [object_states(c, T, H, W) for c in draws(relation, n, seed=5, separation=separation)]
         first = np.stack([s[0] for s in states])
         d = np.abs(first[..., :2] - np.stack([s[1] for s in states])[..., :2])
         offsets[relation] = np.minimum(d, np.array([W, H]) - d)
@@ -128,11 +151,26 @@ def test_every_frame_places_the_objects_alike_in_both_classes():
             assert ks < critical, (t, axis, ks)
 
 
-def test_the_objects_stay_far_apart_and_never_overlap():
+def test_closer_than_half_a_frame_the_offset_law_is_symmetric():
+    """A backward clip's offset from its first to its second mover is the forward one's negative:
+    the mid-clip signed offset (wrapped to +-half a frame) must have the same law as its negative
+    (two-sample Kolmogorov-Smirnov per axis, 1% each), and cover both signs."""
+    n = 600
+    clips = draws("turn_right", n, seed=8, separation=MIN_SEPARATION)
+    offset = np.array([np.subtract(c.second.start[:2], c.first.start[:2]) for c in clips]) / [W, H]
+    offset = np.mod(offset + 0.5, 1.0) - 0.5
+    for axis in range(2):
+        assert two_sample_ks(offset[:, axis], -offset[:, axis]) < 1.63 * np.sqrt(2 / n)
+        assert 0.4 < (offset[:, axis] > 0).mean() < 0.6
+    assert np.abs(np.abs(offset) - MIN_SEPARATION).max() <= 0.05 + 1e-9
+
+
+@pytest.mark.parametrize("separation", SEPARATIONS)
+def test_the_objects_stay_far_apart_and_never_overlap(separation):
     for relation in CLASSES:
-        clips = draws(relation, 300, seed=6)
+        clips = draws(relation, 300, seed=6, separation=separation)
         distances = np.stack([toroidal_distance(*object_states(c, T, H, W), H, W) for c in clips])
-        assert distances.min() >= MIN_DISTANCE * min(H, W)
+        assert distances.min() >= min_distance(separation) * min(H, W) - 1e-9
         for c in clips[:10]:
             first, second = object_states(c, T, H, W)
             coverage = object_layer(c.first, first, H, W)[0] * object_layer(c.second, second, H, W)[0]

@@ -4,7 +4,7 @@ classes.txt under OUT_DIR, deterministic by --seed.
 
 --task motion (cgnl_video/data_prep/synthetic.py): an object moving left/right, up/down,
 rotating, its rings expanding or contracting. --task relation
-(cgnl_video/data_prep/synthetic_relation.py): two objects half a frame apart, one moving
+(cgnl_video/data_prep/synthetic_relation.py): two objects half a frame apart (--separation), one moving
 in the first half of the clip, the other in the second; the class is whether the second
 heading is the first turned right or left. --task spin
 (cgnl_video/data_prep/synthetic_spin.py): a disc with a --folds-fold symmetric --texture drifting
@@ -19,14 +19,19 @@ import sys
 import time
 
 from cgnl_video.data_prep.synthetic import MOTION_TASK, generate_dataset
-from cgnl_video.data_prep.synthetic_relation import RELATION_TASK
+from cgnl_video.data_prep.synthetic_relation import DEFAULT_SEPARATION, RELATION_TASK, relation_task
 from cgnl_video.data_prep.synthetic_spin import DEFAULT_DRIFT_SPEED, DEFAULT_SPIN_SPEED, TEXTURES, spin_task
 
 # H.264 yuv420p needs even sizes; below 16 pixels the moving object is a few pixels wide.
 MIN_SIZE = 16
 TASKS = {"motion": MOTION_TASK, "relation": RELATION_TASK, "spin": spin_task()}
-# --task spin only
-SPIN_OPTIONS = {"texture": "stripes", "folds": 3, "spin_speed": DEFAULT_SPIN_SPEED, "drift_speed": DEFAULT_DRIFT_SPEED}
+# the options of one task, their defaults and the task they make
+TASK_OPTIONS = {
+    "spin": ({"texture": "stripes", "folds": 3, "spin_speed": DEFAULT_SPIN_SPEED, "drift_speed": DEFAULT_DRIFT_SPEED},
+             spin_task),
+    "relation": ({"separation": DEFAULT_SEPARATION}, relation_task),
+}
+SPIN_OPTIONS = TASK_OPTIONS["spin"][0]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,20 +57,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help=f"rad per frame (default {DEFAULT_SPIN_SPEED[0]} {DEFAULT_SPIN_SPEED[1]})")
     spin.add_argument("--drift-speed", type=float, nargs=2, metavar=("LOW", "HIGH"),
                       help=f"frame sizes per frame (default {DEFAULT_DRIFT_SPEED[0]} {DEFAULT_DRIFT_SPEED[1]})")
+    relation = parser.add_argument_group("--task relation")
+    relation.add_argument("--separation", type=float,
+                          help=f"mid-clip offset of the objects per axis, frame sizes (default {DEFAULT_SEPARATION})")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
     args = parser.parse_args(argv)
-    given = [name for name in SPIN_OPTIONS if getattr(args, name) is not None]
-    if given and args.task != "spin":
-        parser.error(f"--{given[0].replace('_', '-')} is an option of --task spin")
-    if args.task == "spin":
-        options = {name: default if getattr(args, name) is None else getattr(args, name)
-                   for name, default in SPIN_OPTIONS.items()}
-        try:
-            args.generator = spin_task(**options)
-        except ValueError as error:
-            parser.error(str(error))
-    else:
-        args.generator = TASKS[args.task]
+    args.generator = TASKS[args.task]
+    for task, (defaults, make_task) in TASK_OPTIONS.items():
+        given = [name for name in defaults if getattr(args, name) is not None]
+        if given and args.task != task:
+            parser.error(f"--{given[0].replace('_', '-')} is an option of --task {task}")
+        if given:
+            options = {name: default if getattr(args, name) is None else getattr(args, name)
+                       for name, default in defaults.items()}
+            try:
+                args.generator = make_task(**options)
+            except ValueError as error:
+                parser.error(str(error))
     available = len(TASKS[args.task].classes)
     if (args.num_classes or 0) > available:
         parser.error(f"--num-classes {args.num_classes}: --task {args.task} has {available} classes")

@@ -1,7 +1,8 @@
 """Synthetic videos whose class is a relation between two distant objects at two times.
 
 Two textured objects (drawn like the motion generator's, ``synthetic.py``, but smaller) sit
-on the same toroidal frame about half a frame apart in both x and y. In the first half
+on the same toroidal frame about half a frame apart in both x and y (``separation``, closer on
+request: ``relation_task``). In the first half
 of the clip the *first* object translates along one of four headings (right, down, left,
 up) while the second rests; in the second half the first rests and the second
 translates. The class is how the second heading relates to the first:
@@ -25,8 +26,10 @@ Telling them apart needs both objects, far apart, and the order of the two halve
   mid-clip value (symmetric about half a frame in x and y) plus a displacement along a
   uniformly random axis direction, whose law at frame ``t`` equals that at frame
   ``T - 1 - t`` with the objects' roles swapped (they are drawn alike);
-- the objects stay at least ``MIN_DISTANCE`` of the frame size apart (toroidal distance
-  between centres) at every frame, and never overlap.
+- the objects stay at least ``min_distance(separation)`` of the frame size apart (toroidal
+  distance between centres; ``MIN_DISTANCE`` at the default half frame) at every frame, and
+  never overlap. Closer than half a frame, each offset component's sign is drawn too, so that
+  the offset's law stays symmetric (the backward clip's offset is the forward one's negative).
 
 A local 3D CNN has to carry a motion direction from one object, across half the frame and
 half the clip, to the other before it can compare them; a non-local block relates any two
@@ -34,6 +37,7 @@ places and times in one step.
 """
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Dict, Tuple
 
 import numpy as np
@@ -46,13 +50,22 @@ HEADINGS: Tuple[str, ...] = ("move_right", "move_down", "move_left", "move_up")
 # class -> quarter turns (clockwise on screen) from the first object's heading to the second's
 TURNS: Dict[str, int] = {"turn_right": 1, "turn_left": -1}
 CLASSES: Tuple[str, ...] = tuple(TURNS)
-# centre-to-centre toroidal distance of the objects at every frame, at least this fraction of the
-# frame size: mid-clip offset 0.5 +- _JITTER per axis, each object then travels <= _TRAVEL[1]
-# along one axis, so one offset component stays >= 0.5 - 0.05 - 0.25 and the other >= 0.45
-MIN_DISTANCE = 0.45
 _JITTER = 0.05
 _TRAVEL = (0.15, 0.25)  # fraction of the frame size each object travels in its half
 _RADIUS = (0.08, 0.12)  # fraction of the frame size (the motion generator's objects: 0.14-0.22)
+DEFAULT_SEPARATION = 0.5  # mid-clip offset per axis, fraction of the frame size
+
+
+def min_distance(separation: float) -> float:
+    """The objects' least centre-to-centre toroidal distance (fraction of the frame size): the mid-clip
+    offset is ``separation`` +- ``_JITTER`` per axis and only one object moves at a time, along one
+    axis, so the other offset component stays >= ``separation - _JITTER``."""
+    return separation - _JITTER
+
+
+MIN_DISTANCE = min_distance(DEFAULT_SEPARATION)
+# closest separation at which two objects of the largest radius cannot overlap
+MIN_SEPARATION = 2 * _RADIUS[1] + _JITTER + 0.01
 
 
 @dataclass(frozen=True)
@@ -116,16 +129,21 @@ def _moving_object(rng: np.random.Generator, heading: str, centre: np.ndarray, h
     )
 
 
-def sample_params(rng: np.random.Generator, relation: str, height: int, width: int) -> RelationParams:
+def sample_params(
+    rng: np.random.Generator, relation: str, height: int, width: int, separation: float = DEFAULT_SEPARATION
+) -> RelationParams:
     """Draws a clip of class ``relation``; everything but the second heading is drawn alike for both classes."""
     frame = np.array([width, height], dtype=float)
     first_heading = HEADINGS[int(rng.integers(len(HEADINGS)))]
     centre = rng.uniform(0.0, 1.0, 2) * frame
-    offset = (0.5 + rng.uniform(-_JITTER, _JITTER, 2)) * frame
+    offset = (separation + rng.uniform(-_JITTER, _JITTER, 2)) * frame
     first = _moving_object(rng, first_heading, centre, height, width)
     second_heading = _heading(first_heading, TURNS[relation])
     second = _moving_object(rng, second_heading, np.mod(centre + offset, frame), height, width)
     scene = (int(rng.integers(2**31)), first.colours[2], float(rng.uniform(0.01, 0.03)))
+    if separation < DEFAULT_SEPARATION:  # at half a frame +-offset is the same law on the torus: no draw
+        x, y = np.mod(centre + offset * rng.choice([-1.0, 1.0], 2), frame)
+        second = replace(second, start=(float(x), float(y)) + second.start[2:])
     return RelationParams(relation, first, second, scene)
 
 
@@ -136,4 +154,12 @@ def render(params: RelationParams, num_frames: int, height: int, width: int) -> 
     return composite(params.scene, layers, height, width)
 
 
-RELATION_TASK = Task(CLASSES, len(CLASSES), sample_params, render)
+def relation_task(separation: float = DEFAULT_SEPARATION) -> Task:
+    """The generator for ``generate_dataset(task=...)``, the objects ``separation`` apart per axis."""
+    if not MIN_SEPARATION <= separation <= DEFAULT_SEPARATION:
+        raise ValueError(f"separation {separation}: expected {MIN_SEPARATION:.2f}-{DEFAULT_SEPARATION} of the frame"
+                         " (closer, the objects could overlap; half a frame is the farthest on the torus)")
+    return Task(CLASSES, len(CLASSES), partial(sample_params, separation=separation), render)
+
+
+RELATION_TASK = relation_task()
