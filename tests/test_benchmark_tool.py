@@ -11,12 +11,13 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import run_tool
 
 from cgnl_video.benchmarks import blocks, timing, update_section
-from cgnl_video.benchmarks.data import PEER
+from cgnl_video.benchmarks.data import textured_video
 from cgnl_video.benchmarks.timing import (
     CpuSnapshot,
     Measurement,
@@ -26,6 +27,7 @@ from cgnl_video.benchmarks.timing import (
     peak_memory_bytes,
     time_interleaved,
 )
+from cgnl_video.decoding.readers import open_reader
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -232,40 +234,53 @@ def positive(cell):
     return math.isfinite(value) and value > 0
 
 
-def test_data_compares_the_dataset_with_raw_decord_on_every_table(make_video, tmp_path):
+def test_data_compares_the_dataset_with_raw_decord_per_video(make_video, tmp_path):
     videos = [make_video("a.mp4", num_frames=32), make_video("b.mp4", num_frames=24)]
     out = tmp_path / "PERFORMANCE.md"
-    printed = run_benchmark("data", "--videos", *videos, "--hd-frames", "4", "--rounds", "3", "--budget", "0",
-                            "--out", str(out), "--set", "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "2",
-                            "DATA.TRAIN_JITTER_SCALES", "[32,40]", "DATA.TRAIN_CROP_SIZE", "32",
-                            "DATA.TEST_CROP_SIZE", "32", "TEST.NUM_ENSEMBLE_VIEWS", "2")
+    printed = run_benchmark("data", "--videos", *videos, "--no-made-videos", "--hd-frames", "4", "--rounds", "3",
+                            "--budget", "0", "--out", str(out), "--set", "DATA.NUM_FRAMES", "4",
+                            "DATA.SAMPLING_RATE", "2", "DATA.TRAIN_JITTER_SCALES", "[32,40]",
+                            "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "TEST.NUM_ENSEMBLE_VIEWS", "2")
     text = out.read_text()
     assert printed.strip() in text and "<!-- data-cpu:begin -->" in text
     assert "T = 4 frames at stride 2" in text and "test K = 2 clips x S = 3 crops of 32" in text
-    tables = {
-        "|  | ms / clip | clips / s | time / raw decord get_batch |":
-            ["raw decord get_batch", "dataset train item", f"{PEER} train clip"],
-        "|  | ms / item | items / s |": [
-            "raw decord, union of the K clips in one get_batch", "raw decord, K clips one by one (a reader each)",
-            "dataset decode only (open + get of the union)", "dataset test item (decode + K x S views)",
-            f"{PEER} test item (K clips x S crops)", "float32 zeros of a test item's size (float views would write this)"],
-        "|  | ms / clip | clips / s | time / raw decord get_batch, 1920x1080 |": [
-            "raw decord get_batch, 1920x1080", "raw decord get_batch, decoded to 71x40",
-            "dataset train item, full-size decode", "dataset train item, decoded to 71x40 (default)"],
+    per_video = {  # header: (ms columns, ratio columns)
+        "| video | frames | raw decord get_batch, ms | dataset train item, ms |": (3, 2),
+        "| video | frames | raw decord, union of the K clips in one get_batch, ms |": (5, 5),
     }
-    for header, names in tables.items():
+    for header, (times, ratios) in per_video.items():
         rows = table_rows(text, header)
-        assert [row[0] for row in rows] == names
-        # ms and time ratios (rounded: the float32 zeros may show 0.00), rates; the reference; 3 rounds
-        assert all(math.isfinite(number(row[c])) and number(row[c]) >= 0 for row in rows for c in (1, 3)), rows
-        assert all(positive(row[2]) for row in rows), rows
-        assert rows[0][3] == "1.00" and all(row[4] == "3" for row in rows)
-    targets = text.split("Targets (issue 8):\n")[1].splitlines()
+        assert [row[0] for row in rows] == ["a.mp4", "b.mp4", "geometric mean"]
+        assert rows[0][1] == "64x48, 32 frames at 25 fps, h264" and rows[1][1].startswith("64x48, 24 frames")
+        assert all(len(row) == 2 + times + ratios + 1 for row in rows) and [row[-1] for row in rows] == ["3", "3", "-"]
+        # each video's times, then ratios (the float32 zeros' may round to 0.00); 3 rounds each
+        assert all(positive(cell) for row in rows[:2] for cell in row[2:2 + times]), rows
+        for column in range(2 + times, 2 + times + ratios):
+            values = [number(row[column]) for row in rows]
+            assert all(math.isfinite(v) and v >= 0 for v in values), rows
+            if min(values[:2]) > 0:  # the last row, the geometric mean, lies between the videos'
+                assert min(values[:2]) - 0.01 <= values[2] <= max(values[:2]) + 0.01, rows
+    rows = table_rows(text, "|  | ms / clip | clips / s | time / raw decord get_batch, 1920x1080 |")
+    assert [row[0] for row in rows] == ["raw decord get_batch, 1920x1080", "raw decord get_batch, decoded to 71x40",
+                                       "dataset train item, full-size decode", "dataset train item, decoded to 71x40 (default)"]
+    assert rows[0][3] == "1.00" and all(positive(row[2]) for row in rows)
+    targets = text.split("geometric means over the videos:\n")[1].splitlines()
     assert [line.split(" = ")[0] for line in targets[:2]] == [
         "- dataset train clips/s / raw decord clips/s", "- test item time / one-pass union decode"]
     assert all(positive(line.split(" = ")[1].split(" ")[0]) for line in targets[:2])
     # uint8 views of 2 clips x 3 crops x 3 x 4 x 32 x 32 against float32
     assert "0.1 MiB of uint8 views, against 0.3 MiB as float32" in targets[2]
+
+
+def test_the_kinetics_like_clip_pans_its_texture(tmp_path):
+    path = str(tmp_path / "clip.mp4")
+    textured_video(path, num_frames=6, width=64, height=48, fps=30)
+    with open_reader(path) as video:
+        assert (video.num_frames, video.size, video.fps) == (6, (64, 48), 30)
+        frames = video.get(range(6)).astype(np.float32)
+    # frame t + 1 is frame t moved 2 px left and 1 px up (plus noise): closer than unmoved
+    moved = np.abs(frames[1:, :-1, :-2] - frames[:-1, 1:, 2:]).mean()
+    assert moved < 0.5 * np.abs(frames[1:] - frames[:-1]).mean()
 
 
 def test_decoding_times_the_guard_and_counts_the_failed_clips(make_video, bad_videos):

@@ -149,6 +149,11 @@ def test_every_open_video_is_one_protocol_with_the_same_frames(backend, make_vid
             assert isinstance(video, OpenVideo)
             assert (video.num_frames, video.size, video.fps) == (20, (64, 48), 25)
             assert np.array_equal(video.get(indices), direct.get(indices)), type(video).__name__
+            # a region: the same pixels as cutting the whole frames (the guard sends only these)
+            region = video.get(indices, region=(5, 7, 30, 40))
+            assert region.shape == (4, 30, 40, 3) and np.array_equal(region, direct.get(indices)[:, 5:35, 7:47])
+            with pytest.raises(ValueError, match=r"region \(40, 0, 10, 10\).*outside frames of 64x48"):
+                video.get([0], region=(40, 0, 10, 10))
     with pytest.raises(IndexError, match=r"\[0, 20\)"):
         memory.get([-1])
 

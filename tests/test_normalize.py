@@ -17,6 +17,10 @@ def test_normalizer_matches_the_formula_per_channel():
     torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
     views = clips[:1]  # a test item's views V x C x T x H x W normalise the same way
     torch.testing.assert_close(InputNormalizer(mean, std, torch.device("cpu"))(views), out[:1])
+    # views laid out channels-last (as the loader makes them) give the same, contiguous, floats
+    last = clips.movedim(1, -1).contiguous().movedim(-1, 1)
+    converted = InputNormalizer(mean, std, torch.device("cpu"))(last)
+    assert converted.is_contiguous() and torch.equal(converted, out)
 
 
 def test_normalizer_refuses_float_input_and_reads_the_config():

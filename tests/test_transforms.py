@@ -62,6 +62,30 @@ def test_train_scale_jitter_changes_the_field_of_view():
     assert len(spans) > 3
 
 
+@pytest.mark.parametrize("height, width", [(64, 90), (90, 64), (40, 40)])
+def test_train_crops_match_resizing_the_whole_frame_then_cropping(height, width):
+    # Slow reference: the same draws (scale, top, left, flip), the whole frame resized to the
+    # scale (torchvision), then cropped. The transform cuts the region first and resizes it
+    # alone: the same field of view, rounding to whole source pixels aside.
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    smooth = 128 + 60 * torch.sin(ys / 9.0) * torch.cos(xs / 13.0)
+    frame = smooth.round().to(torch.uint8)[None, :, :, None].expand(1, height, width, 3).contiguous()
+    transform = TrainTransform([48, 64], 40)
+    for seed in range(10):
+        out = transform(frame, torch.tensor([[0]]), gen(seed))[0, :, 0].float()
+        g = gen(seed)
+        scale = 48 + int(torch.randint(17, (), generator=g))
+        resized = torch.nn.functional.interpolate(frame.permute(0, 3, 1, 2).float(), size=(
+            (scale, int(scale * width / height)) if height <= width else (int(scale * height / width), scale)),
+            mode="bilinear", antialias=True, align_corners=False)[0]
+        top = int(torch.randint(resized.shape[1] - 40 + 1, (), generator=g))
+        left = int(torch.randint(resized.shape[2] - 40 + 1, (), generator=g))
+        expected = resized[:, top:top + 40, left:left + 40]
+        if int(torch.randint(2, (), generator=g)):
+            expected = expected.flip(-1)
+        assert (out - expected).abs().mean() < 3.0, seed  # levels of 0-255; a misplaced crop is ~30 off
+
+
 def test_bad_train_settings_are_rejected():
     with pytest.raises(ValueError, match="TRAIN_JITTER_SCALES"):
         TrainTransform([200, 256], 224 + 100)

@@ -171,9 +171,13 @@ def test_failed_test_videos_are_reported_not_dropped(make_data, videos, bad_vide
     bad = dataset[1]
     assert bad["failed"] and bad["reason"].startswith(bad_videos["truncated"] + ": ")
     assert bad["video"].shape == (6, 3, 4, 40, 40) and not bad["video"].any()
-    batch = collate([dataset[0], bad])
+    good = dataset[0]
+    batch = collate([good, bad])
     assert batch["video"].shape == (2, 6, 3, 4, 40, 40)
     assert batch["failed"].tolist() == [False, True] and batch["index"].tolist() == [0, 1]
+    # the views' values, stacked channels-last (a copy of rows of pixels), zeros included
+    assert torch.equal(batch["video"], torch.stack([good["video"], bad["video"]]))
+    assert batch["video"].movedim(2, -1).is_contiguous()
 
 
 @pytest.mark.parametrize(

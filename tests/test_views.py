@@ -31,6 +31,8 @@ def test_test_views_are_k_clips_times_s_crops_clip_major(frames):
         expected = torch.stack([frames[start + RATE * j, :, left:left + HEIGHT] for j in range(T)])
         assert torch.equal(out[v], expected.permute(3, 0, 1, 2)), f"view {v}"
     assert out.shape == views.failed_shape
+    # laid out channels-last (V x T x H x W x C in memory), as they were cut from the frames
+    assert out.movedim(1, -1).is_contiguous()
 
 
 def test_train_views_are_a_function_of_the_items_generator(frames):
@@ -57,9 +59,9 @@ class CountingVideo(FramesVideo):
         super().__init__(frames)
         self.calls, self.closed = [], False
 
-    def get(self, indices):
+    def get(self, indices, region=None):
         self.calls.append(list(indices))
-        return super().get(indices)
+        return super().get(indices, region)
 
     def close(self):
         self.closed = True

@@ -124,6 +124,11 @@ _C.DATA.MAX_BAD_FRACTION = 0.05
 _C.DATA.DECODE_TIMEOUT = 60
 # Decoding threads per DataLoader worker (decord num_threads, PyAV thread_count).
 _C.DATA.DECODING_THREADS = 1
+# SQLite file keeping each video's probe verdict (what decodes it right, its frame count), so
+# that a file is probed once, not at every open; a changed file is probed again. Shared by
+# runs and processes; one that cannot be written is skipped. "" = probe at every open.
+# (cgnl_video/decoding/probe_cache.py)
+_C.DATA.PROBE_CACHE = "~/.cache/cgnl_video/probes.sqlite3"
 
 # ---------------------------------------------------------------------------
 # Data loader

@@ -25,6 +25,7 @@ from fvcore.common.config import CfgNode
 
 from cgnl_video.decoding.errors import DecodeError
 from cgnl_video.decoding.guard import GuardedDecoder
+from cgnl_video.decoding.probe_cache import ProbeCache
 from cgnl_video.decoding.readers import BACKENDS, open_reader, scaled_size
 from cgnl_video.decoding.video import OpenVideo
 
@@ -32,33 +33,38 @@ __all__ = ["BACKENDS", "DecodeError", "OpenVideo", "VideoDecoder", "build_decode
            "open_video", "scaled_size"]
 
 
-def open_video(path: str, backend: str = "decord", short_side: Optional[int] = None, threads: int = 1) -> OpenVideo:
+def open_video(path: str, backend: str = "decord", short_side: Optional[int] = None, threads: int = 1,
+               cache: Optional[ProbeCache] = None) -> OpenVideo:
     """Opens ``path`` in this process with ``backend`` ("decord" or "pyav"); use as a context manager.
 
     ``short_side``: frames of a video whose short side is larger come back scaled to it.
+    ``cache``: probe verdicts kept between opens (``DATA.PROBE_CACHE``).
     Raises :class:`DecodeError` if the file is missing, unreadable or has no frames.
     """
-    return open_reader(path, backend, short_side, threads)
+    return open_reader(path, backend, short_side, threads, cache=cache)
 
 
 class VideoDecoder:
     """Opens videos with ``backend`` and ``threads`` decoding threads: in a child process
-    watched with ``timeout`` seconds per call, or in this process if ``timeout`` is 0."""
+    watched with ``timeout`` seconds per call, or in this process if ``timeout`` is 0;
+    probe verdicts kept in the SQLite file ``probe_cache`` ("": none)."""
 
-    def __init__(self, backend: str = "decord", timeout: float = 60.0, threads: int = 1):
+    def __init__(self, backend: str = "decord", timeout: float = 60.0, threads: int = 1, probe_cache: str = ""):
         self.backend, self.threads = backend, threads
-        self.guard = GuardedDecoder(backend, timeout, threads) if timeout > 0 else None
+        self.cache = ProbeCache.at(probe_cache) if probe_cache else None
+        self.guard = GuardedDecoder(backend, timeout, threads, cache=self.cache) if timeout > 0 else None
 
     def open(self, path: str, short_side: Optional[int] = None) -> OpenVideo:
         """The video at ``path`` (see :func:`open_video`); also DecodeError on a hang or a crash."""
         if self.guard is None:
-            return open_video(path, self.backend, short_side, self.threads)
+            return open_video(path, self.backend, short_side, self.threads, self.cache)
         return self.guard.open(path, short_side)
 
 
 def build_decoder(cfg: CfgNode) -> VideoDecoder:
-    """The decoder of ``DATA.DECODING_BACKEND``, ``DATA.DECODE_TIMEOUT`` and ``DATA.DECODING_THREADS``."""
-    return VideoDecoder(cfg.DATA.DECODING_BACKEND, cfg.DATA.DECODE_TIMEOUT, cfg.DATA.DECODING_THREADS)
+    """The decoder of ``DATA.DECODING_BACKEND``, ``DECODE_TIMEOUT``, ``DECODING_THREADS``, ``PROBE_CACHE``."""
+    data = cfg.DATA
+    return VideoDecoder(data.DECODING_BACKEND, data.DECODE_TIMEOUT, data.DECODING_THREADS, data.PROBE_CACHE)
 
 
 def decode_frames(

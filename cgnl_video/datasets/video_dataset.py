@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from cgnl_video.datasets.batching import GlobalBatchSampler, Key, ShardBatchSampler, item_seed
 from cgnl_video.datasets.decoders import DecodeError, build_decoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
+from cgnl_video.datasets.transforms import channels_last
 from cgnl_video.datasets.views import VideoOpener, Views, build_views
 from cgnl_video.errors import UserError
 
@@ -131,9 +132,12 @@ class VideoDataset(Dataset):
 
 def collate(items: List[dict]) -> dict:
     """``default_collate`` of items, with training items' ``failures`` concatenated (a list of
-    ``(path, reason)`` over the batch, not a tensor)."""
-    failures = [failure for item in items for failure in item.pop("failures", [])]
-    batch = default_collate(items)
+    ``(path, reason)`` over the batch, not a tensor) and the videos stacked channels-last
+    (``B x ... x C x T x H x W`` over ``B x ... x T x H x W x C`` memory, as the views are
+    made: one copy of rows of pixels; the normaliser makes them contiguous float)."""
+    failures = [failure for item in items for failure in item.get("failures", [])]
+    batch = default_collate([{k: v for k, v in item.items() if k not in ("video", "failures")} for item in items])
+    batch["video"] = channels_last(default_collate([item["video"].movedim(-4, -1) for item in items]))
     batch["failures"] = failures
     return batch
 

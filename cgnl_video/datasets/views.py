@@ -75,11 +75,17 @@ class Views:
 
     def __call__(self, video: OpenVideo, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """The views of an open ``video``, the union of its clips' frames read once: uint8
-        ``V x C x T x H x W``; DecodeError if the frames cannot be decoded."""
+        ``V x C x T x H x W``; DecodeError if the frames cannot be decoded. A training clip's
+        crop is drawn before the read, which then brings that region of the frames only."""
         clips = np.asarray(self.clips(video, generator))
         union, positions = np.unique(clips, return_inverse=True)
-        frames = torch.from_numpy(video.get(union))  # uint8 N x H x W x 3
-        return self.transform(frames, torch.from_numpy(positions.reshape(clips.shape)), generator)
+        positions = torch.from_numpy(positions.reshape(clips.shape))
+        if not self.train:
+            return self.transform(torch.from_numpy(video.get(union)), positions)  # frames: N x H x W x 3
+        crop = self.transform.draw(video.size, generator)
+        frames = torch.from_numpy(video.get(union, region=crop.region))
+        in_order = len(union) == clips.shape[1]  # a clip of distinct frames: the union, in order
+        return self.transform.apply(frames if in_order else frames[positions[0]], crop)
 
     def read(self, opener: VideoOpener, path: str, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """The views of the video at ``path``, opened with ``opener`` scaled to :attr:`short_side`."""

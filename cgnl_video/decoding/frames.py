@@ -21,4 +21,4 @@ class FramesVideo(Reader):
         self.num_frames, self.size = len(frames), (frames.shape[2], frames.shape[1])
 
     def _read(self, indices):
-        return self.frames[indices]
+        return self.frames, np.asarray(indices)  # rows of the held frames: copied once, by get

@@ -27,8 +27,9 @@ import numpy as np
 
 from cgnl_video.decoding import wire
 from cgnl_video.decoding.errors import DecodeError
+from cgnl_video.decoding.probe_cache import ProbeCache
 from cgnl_video.decoding.readers import BACKENDS
-from cgnl_video.decoding.video import OpenVideo
+from cgnl_video.decoding.video import OpenVideo, Region
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,18 +52,19 @@ def _exit_reason(process: subprocess.Popen) -> str:
 class GuardedDecoder:
     """Opens videos in a watched child process (see the module docstring)."""
 
-    def __init__(self, backend: str = "decord", timeout: float = 60.0, threads: int = 1, check: bool = True):
+    def __init__(self, backend: str = "decord", timeout: float = 60.0, threads: int = 1, check: bool = True,
+                 cache: Optional[ProbeCache] = None):
         if backend not in BACKENDS:
             raise ValueError(f"unknown decoding backend {backend!r}; expected one of {BACKENDS}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
-        self.backend, self.timeout, self.threads, self.check = backend, timeout, threads, check
+        self.backend, self.timeout, self.threads, self.check, self.cache = backend, timeout, threads, check, cache
         self._process: Optional[subprocess.Popen] = None
         self._pid = os.getpid()
         self._handles = itertools.count()
 
     def __getstate__(self) -> dict:
-        return {"settings": (self.backend, self.timeout, self.threads, self.check)}
+        return {"settings": (self.backend, self.timeout, self.threads, self.check, self.cache)}
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(*state["settings"])
@@ -70,7 +72,7 @@ class GuardedDecoder:
     def open(self, path: str, short_side: Optional[int] = None) -> "RemoteReader":
         """Opens ``path`` in the child; raises DecodeError as ``open_reader`` does, or on a hang or crash."""
         handle = next(self._handles)
-        request = ("open", handle, path, self.backend, short_side, self.threads, self.check)
+        request = ("open", handle, path, self.backend, short_side, self.threads, self.check, self.cache)
         num_frames, size, fps, backend = self._call(path, request)
         return RemoteReader(self, handle, self._process, path, num_frames, size, fps, backend)
 
@@ -127,11 +129,13 @@ class RemoteReader(OpenVideo):
         self._decoder, self._handle, self._process = decoder, handle, process
         self.path, self.num_frames, self.size, self.fps, self.backend = path, num_frames, tuple(size), fps, backend
 
-    def get(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames at ``indices``: uint8 ``N x H x W x 3``; DecodeError if the child was restarted meanwhile."""
+    def get(self, indices: Sequence[int], region: Optional[Region] = None) -> np.ndarray:
+        """Frames at ``indices`` (only their ``region`` crosses the pipe): uint8 ``N x H x W x 3``;
+        DecodeError if the child was restarted meanwhile."""
         if self._process is not self._decoder._server():
             raise DecodeError(self.path, "decoder process restarted since the video was opened")
-        return self._decoder._call(self.path, ("get", self._handle, list(map(int, indices))))
+        region = None if region is None else tuple(map(int, region))
+        return self._decoder._call(self.path, ("get", self._handle, list(map(int, indices)), region))
 
     def close(self) -> None:
         self._decoder._send_close(self._process, self._handle)

@@ -29,6 +29,7 @@ Every failure to open or decode a file raises :class:`DecodeError` with the path
 
 import abc
 import bisect
+import contextlib
 import itertools
 import os
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -40,7 +41,8 @@ import numpy as np
 from cgnl_video.choices import DECODING_BACKENDS
 from cgnl_video.decoding.errors import DecodeError, decode_errors
 from cgnl_video.decoding.probe import Probe, display_ordered, probe, video_stream
-from cgnl_video.decoding.video import OpenVideo
+from cgnl_video.decoding.probe_cache import ProbeCache, file_key
+from cgnl_video.decoding.video import OpenVideo, Region, crop_region
 
 BACKENDS = DECODING_BACKENDS
 
@@ -56,19 +58,24 @@ def scaled_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int
 class Reader(OpenVideo):
     """An open video whose :meth:`get` checks the indices and reads each frame once (``_read``)."""
 
-    def get(self, indices: Sequence[int]) -> np.ndarray:
-        """Frames at ``indices`` (each in ``[0, num_frames)``): uint8 ``N x H x W x 3``."""
+    def get(self, indices: Sequence[int], region: Optional[Region] = None) -> np.ndarray:
+        """Frames at ``indices`` (each in ``[0, num_frames)``): uint8 ``N x H x W x 3`` (their
+        ``region`` only: :func:`~cgnl_video.decoding.video.crop_region`)."""
         wanted = np.asarray(indices, dtype=np.int64)
         if wanted.size == 0 or wanted.min() < 0 or wanted.max() >= self.num_frames:
             raise IndexError(f"{self.path}: frame indices must lie in [0, {self.num_frames}), got {list(indices)}")
         unique, inverse = np.unique(wanted, return_inverse=True)
         with decode_errors(self.path):
-            frames = self._read(unique.tolist())
-        return frames if np.array_equal(unique, wanted) else frames[inverse]
+            frames, rows = self._read(unique.tolist())
+        frames = crop_region(frames, region)
+        if rows is None and np.array_equal(unique, wanted):
+            return frames
+        return frames[inverse if rows is None else rows[inverse]]  # one copy: order, repeats, region
 
     @abc.abstractmethod
-    def _read(self, indices: List[int]) -> np.ndarray:
-        """Frames at sorted unique ``indices``: uint8 ``N x H x W x 3``."""
+    def _read(self, indices: List[int]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """The frames at sorted unique ``indices``: uint8 ``M x H x W x 3`` and, where they are
+        not exactly those frames in order, the row of each (None: row ``i`` is ``indices[i]``)."""
 
 
 class DecordReader(Reader):
@@ -86,7 +93,7 @@ class DecordReader(Reader):
         self._reader = decord.VideoReader(path, width=width, height=height, num_threads=threads)
         self.num_frames = len(self._reader)
 
-    def _read(self, indices: List[int]) -> np.ndarray:
+    def _read(self, indices: List[int]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         if self.backend == "decord":
             try:
                 return self._decord_read(indices)
@@ -97,14 +104,14 @@ class DecordReader(Reader):
                 self._reader, self.backend = self._fallback(), "pyav"
         return self._reader._read(indices)
 
-    def _decord_read(self, indices: List[int]) -> np.ndarray:
+    def _decord_read(self, indices: List[int]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         # decord 0.6.0 sometimes returns the frame before instead of the last frame when it
         # skips frames to reach it (dmlc/decord#195; about 1 in 4 on test.avi with one
         # thread); it has not once when the frame before is decoded too, so ask for both.
         last = self.num_frames - 1
         extra = indices[-1] == last > 0 and last - 1 not in indices[-2:-1]
         frames = self._reader.get_batch(indices[:-1] + [last - 1, last] if extra else indices).asnumpy()
-        return np.delete(frames, -2, axis=0) if extra else frames
+        return frames, (np.r_[: len(indices) - 1, len(indices)] if extra else None)  # rows without the extra
 
     def close(self) -> None:
         if isinstance(self._reader, Reader):
@@ -204,7 +211,7 @@ class PyAVReader(Reader):
         array = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BILINEAR")
         return np.rot90(array, self._rotation // 90) if self._rotation else array
 
-    def _read(self, indices: List[int]) -> np.ndarray:
+    def _read(self, indices: List[int]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         wanted, found = set(indices), {}
         frames = self._frames_from(indices[0])
         for index, frame in frames:
@@ -216,7 +223,7 @@ class PyAVReader(Reader):
         missing = sorted(wanted - found.keys())
         if missing:
             raise DecodeError(self.path, f"frames {missing[:5]}{'...' if len(missing) > 5 else ''} not decoded")
-        return np.stack([found[i] for i in indices])
+        return np.stack([found[i] for i in indices]), None
 
     def close(self) -> None:
         self._container.close()
@@ -242,40 +249,66 @@ def _decord(path: str, short_side: Optional[int], threads: int, info: Probe) -> 
         return None
 
 
-def _open(path: str, backend: str, short_side: Optional[int], threads: int, check: bool) -> Reader:
+def _probed(path: str, threads: int, cache: Optional[ProbeCache]) -> Tuple[Probe, Optional[av.container.InputContainer]]:
+    """``path``'s probe, from ``cache`` where it holds the file as it is now (no container is
+    opened then), else probed from a container left open for the caller (and cached)."""
+    key = None
+    if cache is not None:
+        with contextlib.suppress(OSError):  # a file that cannot be stat'ed fails at its open
+            key = file_key(path)
+        info = cache.get(key) if key is not None else None
+        if info is not None:
+            return info, None
     container = _container(path, threads)
     try:
         info = probe(container, path)
+    except BaseException:
+        container.close()
+        raise
+    if key is not None:
+        cache.put(key, info)
+    return info, container
+
+
+def _open(path: str, backend: str, short_side: Optional[int], threads: int, check: bool,
+          cache: Optional[ProbeCache]) -> Reader:
+    info, container = _probed(path, threads, cache)
+    try:
         if backend == "decord" and (not info.distrust or not check):
-            container.close()
+            if container is not None:
+                container.close()
+                container = None
             reader = _decord(path, short_side, threads, info) if check else \
                 DecordReader(path, short_side, threads, info, None)
             if reader is not None and (reader.num_frames == info.num_frames or not check):
                 return reader
             if reader is not None:
                 reader.close()
+        if container is None:
             container = _container(path, threads)
         return PyAVReader(path, short_side, container, info)
     except BaseException:
-        container.close()
+        if container is not None:
+            container.close()
         raise
 
 
 def open_reader(path: str, backend: str = "decord", short_side: Optional[int] = None, threads: int = 1,
-                check: bool = True) -> Reader:
+                check: bool = True, cache: Optional[ProbeCache] = None) -> Reader:
     """Opens ``path`` with ``backend`` ("decord" or "pyav"); use as a context manager.
 
     ``short_side``: frames of a video whose short side is larger come back scaled to it.
     ``threads``: decoding threads. ``check=False`` hands every file to decord as it is
     (for tests of what the probe protects from). Raises :class:`DecodeError` if the file
-    is missing, unreadable or has no frames.
+    is missing, unreadable or has no frames. ``cache``: probe verdicts kept between opens
+    (:mod:`~cgnl_video.decoding.probe_cache`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown decoding backend {backend!r}; expected one of {BACKENDS}")
     if not os.path.exists(path) or os.path.isdir(path):
         raise DecodeError(path, "file not found")
     with decode_errors(path):
-        reader = _open(path, backend, short_side, threads, check)
+        reader = _open(path, backend, short_side, threads, check, cache)
     if reader.num_frames < 1:
         reader.close()
         raise DecodeError(path, "no frames")

@@ -4,9 +4,10 @@
 Requests arrive on stdin (see :mod:`~cgnl_video.decoding.wire`), replies leave on the
 original stdout; anything the libraries print goes to stderr. Requests:
 
-- ``("open", handle, path, backend, short_side, threads, check)`` -> ``("ok", (num_frames,
+- ``("open", handle, path, backend, short_side, threads, check, cache)`` -> ``("ok", (num_frames,
   (width, height), fps, backend))``;
-- ``("get", handle, indices)`` -> ``("frames", shape)`` and the uint8 frames;
+- ``("get", handle, indices, region)`` -> ``("frames", shape)`` and the uint8 frames (of the
+  region only, ``(top, left, height, width)``, or whole for None);
 - ``("close", handle)`` -> no reply.
 
 A failure replies ``("error", exception)`` (DecodeError, IndexError, ValueError) and returns
@@ -38,7 +39,7 @@ def _handle(request: tuple, readers: Dict[int, Reader], out: BinaryIO) -> None:
         reader = readers[handle] = open_reader(*args)
         wire.send(out, ("ok", (reader.num_frames, reader.size, reader.fps, reader.backend)))
     elif op == "get":
-        frames = readers[handle].get(args[0])
+        frames = readers[handle].get(*args)
         wire.send(out, ("frames", frames.shape), frames)
     else:
         readers.pop(handle).close()  # the parent closes each handle it opened, once

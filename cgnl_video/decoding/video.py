@@ -3,6 +3,7 @@
     with opener(path, short_side=256) as video:   # a reader, a guarded reader, decoded frames
         video.num_frames, video.fps, video.size, video.backend
         frames = video.get(indices)               # uint8 len(indices) x H x W x 3 (RGB)
+        frames = video.get(indices, region=(top, left, height, width))   # only that rectangle
     for frame in iter_frames(video):              # every frame in order, uint8 H x W x 3
         ...
 
@@ -14,12 +15,28 @@ the reader of a video open in the watchdog's child process
 """
 
 import abc
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
 # Bytes of frames one streaming call asks for (a call is one round trip to the watchdog).
 STREAM_CHUNK_BYTES = 32 << 20
+
+# A rectangle of the frames: (top, left, height, width) in pixels of the returned frames.
+Region = Tuple[int, int, int, int]
+
+
+def crop_region(frames: np.ndarray, region: Optional[Region]) -> np.ndarray:
+    """The ``region`` of ``frames`` (``N x H x W x 3``) as a view (all of them for None);
+    ValueError if it does not lie inside the frames."""
+    if region is None:
+        return frames
+    top, left, height, width = region
+    if top < 0 or left < 0 or height < 1 or width < 1 or top + height > frames.shape[1] or \
+            left + width > frames.shape[2]:
+        raise ValueError(f"region {tuple(region)} (top, left, height, width) outside frames of "
+                         f"{frames.shape[2]}x{frames.shape[1]}")
+    return frames[:, top:top + height, left:left + width]
 
 
 class OpenVideo(abc.ABC):
@@ -34,9 +51,10 @@ class OpenVideo(abc.ABC):
     backend: str
 
     @abc.abstractmethod
-    def get(self, indices: Sequence[int]) -> np.ndarray:
+    def get(self, indices: Sequence[int], region: Optional[Region] = None) -> np.ndarray:
         """Frames at ``indices`` (each in ``[0, num_frames)``, any order, repeats allowed):
-        uint8 ``len(indices) x H x W x 3``; DecodeError if they cannot be decoded."""
+        uint8 ``len(indices) x H x W x 3``, or only their ``region`` (see :func:`crop_region`;
+        the watchdog's child sends only that much); DecodeError if they cannot be decoded."""
 
     def close(self) -> None:
         """Releases the video (nothing to release by default)."""

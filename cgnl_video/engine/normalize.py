@@ -1,9 +1,11 @@
 """The one place where clips become model input: uint8 on the host -> normalised float on the device.
 
 Datasets return uint8 views (``... x C x T x H x W``, 4x smaller than float32 in the loader,
-its workers and the host-to-device copy); training, validation, testing and prediction
-pass them through :class:`InputNormalizer`, which copies them to the device, converts them
-to float32 and applies ``(x / 255 - DATA.MEAN) / DATA.STD`` there.
+its workers and the host-to-device copy), laid out channels-last in memory as they are cut
+from decoded frames (``datasets/transforms.py``); training, validation, testing and
+prediction pass them through :class:`InputNormalizer`, which copies them to the device and
+there, in one pass, converts them to contiguous float32, then applies
+``(x / 255 - DATA.MEAN) / DATA.STD`` in place.
 """
 
 from typing import Sequence
@@ -27,7 +29,8 @@ class InputNormalizer:
         if video.dtype != torch.uint8:
             raise TypeError(f"expected uint8 clips (0-255), got {video.dtype}")
         on_device = video.to(self.device, non_blocking=True)
-        return on_device.float().mul_(self.scale).sub_(self.shift)
+        out = torch.empty(video.shape, dtype=torch.float32, device=self.device)  # contiguous, whatever the layout
+        return out.copy_(on_device).mul_(self.scale).sub_(self.shift)
 
 
 def build_normalizer(cfg: CfgNode, device: torch.device) -> InputNormalizer:
