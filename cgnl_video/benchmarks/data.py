@@ -1,14 +1,14 @@
 """``tools/benchmark.py data``: the input pipeline against raw decord decoding, side by side.
 
 Three comparisons, each timed in interleaved rounds (:mod:`cgnl_video.benchmarks.timing`)
-on the same videos and frame indices, in one process with one torch thread (the work of
-one DataLoader worker), raw decord with the dataset's ``DATA.DECODING_THREADS`` threads;
-the config is the default one (T = 8 frames at stride 8, 224 train crops, 10 x 3 test views
-of 256) unless ``--set`` overrides it. Videos: ``--videos`` (default: the shared test.mp4
-and test.avi) and two the benchmark writes (``--no-made-videos``: not): a Kinetics-like
-clip (340 x 256, 10 s at 30 fps, textured so that its bitrate is a real clip's, about
-1 Mbit/s) and a 1080p one (``--hd-frames`` frames). Each video gets its row, and the
-ratios their geometric mean:
+on the same videos and frame indices, in one process with one torch thread and freed memory
+kept for reuse (the work of one DataLoader worker, ``cgnl_video/utils/malloc.py``), raw decord
+with the dataset's ``DATA.DECODING_THREADS`` threads; the config is the default one (T = 8
+frames at stride 8, 224 train crops, 10 x 3 test views of 256) unless ``--set`` overrides
+it. Videos: ``--videos`` (default: the shared test.mp4 and test.avi) and two the benchmark
+writes (``--no-made-videos``: not): a Kinetics-like clip (340 x 256, 10 s at 30 fps, a
+textured one that decodes like a real clip, :func:`textured_video`) and a 1080p one
+(``--hd-frames`` frames). Each video gets its row, and the ratios their geometric mean:
 
 1. train clips: ``raw decord``, a ``VideoReader`` and ``get_batch`` of a random clip per
    video, against the dataset's train item (decode, scale jitter, crop, flip; uint8 out).
@@ -58,6 +58,7 @@ from cgnl_video.datasets.decoders import VideoDecoder, build_decoder, scaled_siz
 from cgnl_video.datasets.lists import CLASSES_FILE, list_file, write_classes, write_video_list
 from cgnl_video.datasets.video_dataset import VideoDataset
 from cgnl_video.datasets.video_io import VideoWriter, write_video
+from cgnl_video.utils import malloc
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
 DEFAULT_VIDEOS = [str(SHARED_VIDEOS / name) for name in ("test.mp4", "test.avi")]
@@ -353,7 +354,8 @@ def main(args: argparse.Namespace) -> None:
     if missing:
         raise SystemExit(f"videos not found: {', '.join(missing)}")
     start = time.perf_counter()
-    torch.set_num_threads(1)  # as in a DataLoader worker
+    torch.set_num_threads(1)  # as in a DataLoader worker, which also keeps freed memory:
+    malloc.keep_freed_memory()
     with tempfile.TemporaryDirectory() as folder:
         cfg = get_cfg()
         cfg.DATA.PROBE_CACHE = os.path.join(folder, "probes.sqlite3")  # filled by the warm-up round

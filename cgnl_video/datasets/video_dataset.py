@@ -49,6 +49,7 @@ from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_fi
 from cgnl_video.datasets.transforms import channels_last
 from cgnl_video.datasets.views import VideoOpener, Views, build_views
 from cgnl_video.errors import UserError
+from cgnl_video.utils import malloc
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,7 @@ def build_loader(cfg: CfgNode, split: str, records: Optional[Sequence[VideoRecor
         num_workers=cfg.DATA_LOADER.NUM_WORKERS,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
         collate_fn=collate,
+        worker_init_fn=malloc.keep_freed_memory,  # items reuse the memory of the last ones
         persistent_workers=False,  # the quarantine reaches the workers through their fork (above)
     )
 
