@@ -61,6 +61,14 @@ class Reader(OpenVideo):
     def get(self, indices: Sequence[int], region: Optional[Region] = None) -> np.ndarray:
         """Frames at ``indices`` (each in ``[0, num_frames)``): uint8 ``N x H x W x 3`` (their
         ``region`` only: :func:`~cgnl_video.decoding.video.crop_region`)."""
+        frames, rows = self.read_rows(indices, region)
+        return frames if rows is None else frames[rows]  # one copy: order, repeats, region
+
+    def read_rows(self, indices: Sequence[int], region: Optional[Region] = None
+                  ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """What :meth:`get` returns, before its one copy: decoded frames (``region`` cut, as a
+        view) and the row of each of ``indices`` in them (None: they are the frames, in order).
+        The watchdog's child sends those rows one by one instead of gathering them first."""
         wanted = np.asarray(indices, dtype=np.int64)
         if wanted.size == 0 or wanted.min() < 0 or wanted.max() >= self.num_frames:
             raise IndexError(f"{self.path}: frame indices must lie in [0, {self.num_frames}), got {list(indices)}")
@@ -69,8 +77,8 @@ class Reader(OpenVideo):
             frames, rows = self._read(unique.tolist())
         frames = crop_region(frames, region)
         if rows is None and np.array_equal(unique, wanted):
-            return frames
-        return frames[inverse if rows is None else rows[inverse]]  # one copy: order, repeats, region
+            return frames, None
+        return frames, (inverse if rows is None else rows[inverse])
 
     @abc.abstractmethod
     def _read(self, indices: List[int]) -> Tuple[np.ndarray, Optional[np.ndarray]]:

@@ -33,8 +33,9 @@ def _handle(request: tuple, readers: Dict[int, Reader], out: BinaryIO) -> None:
         reader = readers[handle] = open_reader(*args)
         wire.send(out, ("ok", (reader.num_frames, reader.size, reader.fps, reader.backend)))
     elif op == "get":
-        frames = readers[handle].get(*args)
-        wire.send(out, ("frames", frames.shape), frames)
+        frames, rows = readers[handle].read_rows(*args)
+        shape = frames.shape if rows is None else (len(rows), *frames.shape[1:])
+        wire.send(out, ("frames", shape), frames, rows)
     else:
         readers.pop(handle).close()  # the parent closes each handle it opened, once
 

@@ -12,12 +12,13 @@ import numpy as np
 _LENGTH = struct.Struct("<Q")
 
 
-def send(out: BinaryIO, message: Any, array: Optional[np.ndarray] = None) -> None:
-    """Writes ``message`` (then ``array``'s bytes, C order) and flushes."""
+def send(out: BinaryIO, message: Any, array: Optional[np.ndarray] = None, rows: Optional[np.ndarray] = None) -> None:
+    """Writes ``message`` (then ``array``'s bytes, C order: of ``array[rows]`` if ``rows`` are
+    given, written row by row without gathering them first) and flushes."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     out.write(_LENGTH.pack(len(data)) + data)
-    if array is not None:
-        out.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+    for part in ([] if array is None else [array] if rows is None else (array[row] for row in rows)):
+        out.write(memoryview(np.ascontiguousarray(part)).cast("B"))
     out.flush()
 
 

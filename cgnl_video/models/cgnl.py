@@ -54,25 +54,28 @@ def taylor_coefficients(kernel: str, order: int) -> List[float]:
 Moments = List[Optional[torch.Tensor]]
 
 
-def taylor_moments(phi: torch.Tensor, g: torch.Tensor, coefficients: List[float]) -> Moments:
-    """``[c_p * sum_j phi_j^p g_j for p = 0..P]`` (None where ``c_p = 0``), ``B x G x 1`` each.
+def taylor_moments(phi: torch.Tensor, g: torch.Tensor, coefficients: List[float]) -> Tuple[Moments, Optional[torch.Tensor]]:
+    """``[c_p * sum_j phi_j^p g_j for p = 0..P]`` (None where ``c_p = 0``), ``B x G x 1`` each,
+    and the full-size buffer they were summed from (None for P = 0), free for the caller's
+    next result (a fresh buffer costs its page faults: see docs/PERFORMANCE.md).
 
     By repeated weighting: one buffer ``g * phi^p``, multiplied by ``phi`` in place
     from one power to the next (P - 1 full-size passes besides the reductions).
     """
     moments: Moments = []
-    weighted = g
+    weighted, buffer = g, None
     for p, coef in enumerate(coefficients):
         if p == 1:
-            weighted = g * phi
+            weighted = buffer = g * phi
         elif p > 1:
             weighted.mul_(phi)
         moments.append(None if coef == 0 else weighted.sum(-1, keepdim=True).mul_(coef))
-    return moments
+    return moments, buffer
 
 
-def taylor_polynomial(t: torch.Tensor, moments: Moments) -> torch.Tensor:
-    """``sum_p moments[p] * t^p`` by Horner's scheme, in one new buffer (``t``'s shape).
+def taylor_polynomial(t: torch.Tensor, moments: Moments, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``sum_p moments[p] * t^p`` by Horner's scheme, in one buffer of ``t``'s shape: ``out``
+    (any values, not ``t`` itself) or a new one.
 
     The highest moment must not be None; order 0 gives the constant, expanded.
     """
@@ -80,7 +83,12 @@ def taylor_polynomial(t: torch.Tensor, moments: Moments) -> torch.Tensor:
     if top == 0:
         return moments[0].expand_as(t)
     below = moments[top - 1]
-    out = t * moments[top] if below is None else torch.addcmul(below, t, moments[top])
+    if out is None or torch.jit.is_tracing():  # the ONNX exporter has no out= variants
+        out = t * moments[top] if below is None else torch.addcmul(below, t, moments[top])
+    elif below is None:
+        torch.mul(t, moments[top], out=out)
+    else:
+        torch.addcmul(below, t, moments[top], out=out)
     for p in range(top - 2, -1, -1):
         if moments[p] is None:
             out.mul_(t)
@@ -96,19 +104,21 @@ def derivative(moments: Moments) -> Moments:
     return [None if m is None else m * p for p, m in enumerate(moments) if p > 0]
 
 
-def times_polynomial(factor: torch.Tensor, t: torch.Tensor, moments: Moments) -> torch.Tensor:
-    """``factor * sum_p moments[p] t^p``, the polynomial's buffer reused for the product."""
+def times_polynomial(factor: torch.Tensor, t: torch.Tensor, moments: Moments,
+                     out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``factor * sum_p moments[p] t^p``, the polynomial's buffer (``out`` if given) reused for the product."""
     if len(moments) == 1:
         return factor * moments[0]
-    return taylor_polynomial(t, moments).mul_(factor)
+    return taylor_polynomial(t, moments, out).mul_(factor)
 
 
 def compact_forward(
     theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, coefficients: List[float]
 ) -> Tuple[torch.Tensor, Moments]:
-    """Eq. 12: ``y = sum_p theta^p m_p`` with ``m_p = c_p sum_j phi_j^p g_j``; y and the m_p."""
-    moments = taylor_moments(phi, g, coefficients)
-    return taylor_polynomial(theta, moments), moments
+    """Eq. 12: ``y = sum_p theta^p m_p`` with ``m_p = c_p sum_j phi_j^p g_j``; y and the m_p.
+    y is written into the moments' buffer."""
+    moments, buffer = taylor_moments(phi, g, coefficients)
+    return taylor_polynomial(theta, moments, buffer), moments
 
 
 class CompactKernel(torch.autograd.Function):
@@ -143,11 +153,11 @@ class CompactKernel(torch.autograd.Function):
         if needs_theta and not constant:
             grad_theta = times_polynomial(grad, theta, derivative(ctx.moments))
         if needs_phi or needs_g:
-            weights = taylor_moments(theta, grad, ctx.coefficients)
+            weights, buffer = taylor_moments(theta, grad, ctx.coefficients)
             if needs_g:
-                grad_g = taylor_polynomial(phi, weights)
+                grad_g, buffer = taylor_polynomial(phi, weights, buffer), None
             if needs_phi and not constant:
-                grad_phi = times_polynomial(g, phi, derivative(weights))
+                grad_phi = times_polynomial(g, phi, derivative(weights), buffer)
         return grad_theta, grad_phi, grad_g, None
 
 
