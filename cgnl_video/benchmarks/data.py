@@ -2,7 +2,7 @@
 
 Three comparisons, each timed in interleaved rounds (:mod:`cgnl_video.benchmarks.timing`)
 on the same videos and frame indices, in one process with one torch thread and freed memory
-kept for reuse (the work of one DataLoader worker, ``cgnl_video/utils/malloc.py``), raw decord
+kept for reuse (the work of one DataLoader worker, ``cgnl_video/decoding/memory.py``), raw decord
 with the dataset's ``DATA.DECODING_THREADS`` threads; the config is the default one (T = 8
 frames at stride 8, 224 train crops, 10 x 3 test views of 256) unless ``--set`` overrides
 it. Videos: ``--videos`` (default: the shared test.mp4 and test.avi) and two the benchmark
@@ -58,7 +58,7 @@ from cgnl_video.datasets.decoders import VideoDecoder, build_decoder, scaled_siz
 from cgnl_video.datasets.lists import CLASSES_FILE, list_file, write_classes, write_video_list
 from cgnl_video.datasets.video_dataset import VideoDataset
 from cgnl_video.datasets.video_io import VideoWriter, write_video
-from cgnl_video.utils import malloc
+from cgnl_video.decoding import memory
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
 DEFAULT_VIDEOS = [str(SHARED_VIDEOS / name) for name in ("test.mp4", "test.avi")]
@@ -355,7 +355,7 @@ def main(args: argparse.Namespace) -> None:
         raise SystemExit(f"videos not found: {', '.join(missing)}")
     start = time.perf_counter()
     torch.set_num_threads(1)  # as in a DataLoader worker, which also keeps freed memory:
-    malloc.keep_freed_memory()
+    memory.keep_freed_memory()
     with tempfile.TemporaryDirectory() as folder:
         cfg = get_cfg()
         cfg.DATA.PROBE_CACHE = os.path.join(folder, "probes.sqlite3")  # filled by the warm-up round

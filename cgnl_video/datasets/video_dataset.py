@@ -48,8 +48,8 @@ from cgnl_video.datasets.decoders import DecodeError, build_decoder
 from cgnl_video.datasets.lists import CLASSES_FILE, SPLITS, VideoRecord, list_file, read_classes, read_video_list
 from cgnl_video.datasets.transforms import channels_last
 from cgnl_video.datasets.views import VideoOpener, Views, build_views
+from cgnl_video.decoding import memory
 from cgnl_video.errors import UserError
-from cgnl_video.utils import malloc
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def build_loader(cfg: CfgNode, split: str, records: Optional[Sequence[VideoRecor
         num_workers=cfg.DATA_LOADER.NUM_WORKERS,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
         collate_fn=collate,
-        worker_init_fn=malloc.keep_freed_memory,  # items reuse the memory of the last ones
+        worker_init_fn=memory.keep_freed_memory,  # items reuse the memory of the last ones
         persistent_workers=False,  # the quarantine reaches the workers through their fork (above)
     )
 

@@ -12,7 +12,7 @@ original stdout; anything the libraries print goes to stderr. Requests:
 
 A failure replies ``("error", exception)`` (DecodeError, IndexError, ValueError) and returns
 the freed memory to the system (the process keeps freed memory for the next call otherwise,
-:mod:`cgnl_video.utils.malloc`, and failed decodes free a lot).
+:mod:`cgnl_video.decoding.memory`, and failed decodes free a lot).
 The process exits when stdin closes.
 """
 
@@ -21,10 +21,9 @@ import signal
 import sys
 from typing import BinaryIO, Dict
 
-from cgnl_video.decoding import wire
+from cgnl_video.decoding import memory, wire
 from cgnl_video.decoding.errors import DecodeError
 from cgnl_video.decoding.readers import Reader, open_reader
-from cgnl_video.utils import malloc
 
 
 def _handle(request: tuple, readers: Dict[int, Reader], out: BinaryIO) -> None:
@@ -52,11 +51,11 @@ def serve(source: BinaryIO, out: BinaryIO) -> None:
             _handle(request, readers, out)
         except (DecodeError, IndexError, ValueError) as err:
             wire.send(out, ("error", err))
-            malloc.trim()
+            memory.trim()
 
 
 def main() -> None:
-    malloc.keep_freed_memory()  # frames of every call reuse the last call's memory
+    memory.keep_freed_memory()  # frames of every call reuse the last call's memory
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes stdin
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

@@ -8,14 +8,14 @@ import pytest
 from cgnl_video.config import get_cfg
 from cgnl_video.data_prep.synthetic import generate_dataset
 from cgnl_video.datasets import build_loader
-from cgnl_video.utils import malloc
+from cgnl_video.decoding import memory
 
 # As torch's CPU allocator does (NumPy asks for huge pages, which fault 512 times less).
 CODE = """
 import ctypes, resource, sys
-from cgnl_video.utils import malloc
+from cgnl_video.decoding import memory
 if sys.argv[1] == "keep":
-    malloc.keep_freed_memory()
+    memory.keep_freed_memory()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 def item():  # a test item's views, written, then freed
@@ -34,7 +34,7 @@ def page_faults(mode: str) -> int:
     return int(done.stdout)
 
 
-@pytest.mark.skipif(malloc._libc() is None, reason="not glibc")
+@pytest.mark.skipif(memory._libc() is None, reason="not glibc")
 def test_freed_memory_is_reused_without_faulting_its_pages_in_again():
     faults_kept, faults_default = page_faults("keep"), page_faults("default")
     assert faults_default > 5000  # 45 MiB of 4 KiB pages mapped afresh (11,520)
@@ -47,4 +47,4 @@ def test_the_loader_workers_keep_freed_memory(tmp_path):
     cfg = get_cfg()
     cfg.DATA.PATH_TO_DATA_DIR = cfg.DATA.PATH_PREFIX = str(tmp_path)
     cfg.MODEL.NUM_CLASSES, cfg.DATA_LOADER.NUM_WORKERS = 2, 1
-    assert build_loader(cfg, "test").worker_init_fn is malloc.keep_freed_memory
+    assert build_loader(cfg, "test").worker_init_fn is memory.keep_freed_memory

@@ -1,4 +1,4 @@
-"""glibc's allocator, told what a loader process wants (elsewhere, e.g. musl: nothing is done).
+"""The loader processes' memory: glibc's allocator told what they want (elsewhere: nothing done).
 
 A loader process allocates and frees buffers of tens of MiB for every item (decoded frames, a
 test item's views: 45 MiB for 10 x 3 views of 8 x 256 x 256). glibc serves blocks that large by
