@@ -237,7 +237,7 @@ def positive(cell):
 def test_data_compares_the_dataset_with_raw_decord_per_video(make_video, tmp_path):
     videos = [make_video("a.mp4", num_frames=32), make_video("b.mp4", num_frames=24)]
     out = tmp_path / "PERFORMANCE.md"
-    printed = run_benchmark("data", "--videos", *videos, "--no-made-videos", "--hd-frames", "4", "--rounds", "3",
+    printed = run_benchmark("data", "--videos", *videos, "--hd-frames", "4", "--rounds", "3",
                             "--budget", "0", "--out", str(out), "--set", "DATA.NUM_FRAMES", "4",
                             "DATA.SAMPLING_RATE", "2", "DATA.TRAIN_JITTER_SCALES", "[32,40]",
                             "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "TEST.NUM_ENSEMBLE_VIEWS", "2")
@@ -250,16 +250,19 @@ def test_data_compares_the_dataset_with_raw_decord_per_video(make_video, tmp_pat
     }
     for header, (times, ratios) in per_video.items():
         rows = table_rows(text, header)
-        assert [row[0] for row in rows] == ["a.mp4", "b.mp4", "geometric mean"]
+        assert [row[0] for row in rows] == ["a.mp4", "b.mp4", "kinetics_like_340x256.mp4", "hd_1920x1080.mp4",
+                                           "geometric mean"]
         assert rows[0][1] == "64x48, 32 frames at 25 fps, h264" and rows[1][1].startswith("64x48, 24 frames")
-        assert all(len(row) == 2 + times + ratios + 1 for row in rows) and [row[-1] for row in rows] == ["3", "3", "-"]
+        # the videos the benchmark makes: Kinetics-like, 10 s at 30 fps; 1080p
+        assert rows[2][1] == "340x256, 300 frames at 30 fps, h264" and rows[3][1] == "1920x1080, 4 frames at 25 fps, h264"
+        assert all(len(row) == 2 + times + ratios + 1 for row in rows) and [row[-1] for row in rows] == ["3"] * 4 + ["-"]
         # each video's times, then ratios (the float32 zeros' may round to 0.00); 3 rounds each
-        assert all(positive(cell) for row in rows[:2] for cell in row[2:2 + times]), rows
+        assert all(positive(cell) for row in rows[:4] for cell in row[2:2 + times]), rows
         for column in range(2 + times, 2 + times + ratios):
             values = [number(row[column]) for row in rows]
             assert all(math.isfinite(v) and v >= 0 for v in values), rows
-            if min(values[:2]) > 0:  # the last row, the geometric mean, lies between the videos'
-                assert min(values[:2]) - 0.01 <= values[2] <= max(values[:2]) + 0.01, rows
+            if min(values[:4]) > 0:  # the last row, the geometric mean, lies between the videos'
+                assert min(values[:4]) - 0.01 <= values[4] <= max(values[:4]) + 0.01, rows
     rows = table_rows(text, "|  | ms / clip | clips / s | time / raw decord get_batch, 1920x1080 |")
     assert [row[0] for row in rows] == ["raw decord get_batch, 1920x1080", "raw decord get_batch, decoded to 71x40",
                                        "dataset train item, full-size decode", "dataset train item, decoded to 71x40 (default)"]

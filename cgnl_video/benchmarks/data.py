@@ -244,14 +244,15 @@ def describe_video(path: str) -> str:
         return f"{stream.width}x{stream.height}, {stream.frames} frames at {rate:g} fps, {stream.codec_context.name}"
 
 
-def per_video_table(results: Dict[str, Dict[str, Measurement]], paths: Sequence[str],
+def per_video_table(results: Dict[str, Dict[str, Measurement]], videos: Dict[str, str],
                     columns: Sequence[str], ratios: Sequence[Tuple[str, str, str]]) -> Tuple[str, Dict[str, float]]:
-    """One row per video: ms of each of ``columns``, then each ``(title, numerator, denominator)``
-    time ratio; a last row with the ratios' geometric means (returned too, by title)."""
+    """One row per video (``videos``: name -> :func:`describe_video`): ms of each of ``columns``,
+    then each ``(title, numerator, denominator)`` time ratio; a last row with the ratios'
+    geometric means (returned too, by title)."""
     rows, per_ratio = [], {title: [] for title, _, _ in ratios}
-    for path in paths:
-        measured = results[os.path.basename(path)]
-        row = [os.path.basename(path), describe_video(path)]
+    for name, description in videos.items():
+        measured = results[name]
+        row = [name, description]
         row += [f"{measured[name].median_s * 1e3:.1f}" for name in columns]
         for title, numerator, denominator in ratios:
             per_ratio[title].append(_ratio(measured, numerator, denominator))
@@ -273,7 +274,7 @@ TEST_RATIOS = [("item / union", TEST_ITEM, UNION), ("decode only / union", DECOD
                ("float32 zeros / item", ZEROS, TEST_ITEM)]
 
 
-def render(args, cfg, videos, train, test, hd, test_shape, elapsed_s: float) -> str:
+def render(args, cfg, videos: Dict[str, str], train, test, hd, test_shape, elapsed_s: float) -> str:
     train_table, train_means = per_video_table(train, videos, [RAW_TRAIN, TRAIN_ITEM, PEER_TRAIN], TRAIN_RATIOS)
     test_table, test_means = per_video_table(test, videos, [UNION, ONE_BY_ONE, DECODE_ONLY, TEST_ITEM, PEER_TEST],
                                              TEST_RATIOS)
@@ -371,7 +372,9 @@ def main(args: argparse.Namespace) -> None:
         full_size = build_dataset(cfg, "train", hd_set.records)
         full_size.opener = functools.partial(_full_size_open, decoder=build_decoder(cfg))
         hd = _measure("1080p", hd_candidates(hd_path, cfg, hd_set, full_size), args)
-    body = render(args, cfg, videos, train, test, hd, datasets["test"].views.failed_shape, time.perf_counter() - start)
+        described = {os.path.basename(path): describe_video(path) for path in videos}
+    body = render(args, cfg, described, train, test, hd, datasets["test"].views.failed_shape,
+                  time.perf_counter() - start)
     print(body)
     if args.out is not None:
         update_section(args.out, "data-cpu", body)
