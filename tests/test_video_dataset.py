@@ -3,6 +3,7 @@ quarantine, item-owned randomness."""
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ from cgnl_video.config import get_cfg
 from cgnl_video.datasets import build_dataset, build_loader, set_loader_epoch
 from cgnl_video.datasets.lists import ListFormatError, write_classes, write_video_list
 from cgnl_video.datasets.video_dataset import VideoLoadError, collate
+from cgnl_video.datasets.video_io import write_video
 
 NUM_FRAMES = 32  # of every make_video video here
 
@@ -269,3 +271,21 @@ def test_the_quarantine_reaches_the_workers_of_the_next_epoch(make_data, videos)
     loader.dataset.quarantined = frozenset({0, 2})  # as engine/train.py does between epochs
     set_loader_epoch(loader, 1)
     assert {i for batch in loader for i in batch["index"].tolist()} <= {1, 3}
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_items_do_not_depend_on_the_watchdog_or_the_probe_cache(backend, make_data, tmp_path):
+    # Textured frames: a crop, flip or view in the wrong place shows.
+    frames = np.random.default_rng(0).integers(0, 256, (NUM_FRAMES, 48, 64, 3), dtype=np.uint8)
+    write_video(str(tmp_path / "textured.mp4"), frames)
+    cfg = make_data({"train": [("textured.mp4", 0)], "test": [("textured.mp4", 0)]})
+    cfg.DATA.DECODING_BACKEND = backend
+    items = {}
+    for timeout, cache in ((0, ""), (30, ""), (30, str(tmp_path / "probes.sqlite3")), (0, str(tmp_path / "probes.sqlite3"))):
+        cfg.DATA.DECODE_TIMEOUT, cfg.DATA.PROBE_CACHE = timeout, cache
+        train, test = build_dataset(cfg, "train"), build_dataset(cfg, "test")
+        items[timeout, cache] = [train[(0, epoch)]["video"] for epoch in range(3)] + [test[0]["video"]]
+    first, *others = items.values()
+    assert len({item.float().sum().item() for item in first[:3]}) == 3  # epochs draw other crops
+    for other in others:
+        assert all(torch.equal(a, b) for a, b in zip(first, other))
