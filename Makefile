@@ -24,7 +24,7 @@ test: $(STAMP)
 # The synthetic motion dataset, I3D R18 + 2 CGNL blocks trained on it, multi-view test.
 # Runs again resume from output/demo/run (delete it for a fresh run).
 demo: $(STAMP)
-	$(PY) tools/make_synthetic_dataset.py output/demo/data --num-train 360 --workers 2
+	$(PY) tools/make_synthetic_dataset.py output/demo/data --num-train 300 --workers 2
 	$(PY) tools/train_net.py --cfg configs/demo/synthetic_cgnl.yaml
 	$(PY) tools/test_net.py --cfg configs/demo/synthetic_cgnl.yaml
 
