@@ -245,23 +245,23 @@ def describe_video(path: str) -> str:
 
 
 def per_video_table(results: Dict[str, Dict[str, Measurement]], videos: Dict[str, str],
-                    columns: Sequence[str], ratios: Sequence[Tuple[str, str, str]]) -> Tuple[str, Dict[str, float]]:
+                    columns: Sequence[str], ratios: Sequence[Tuple[str, str, str]]
+                    ) -> Tuple[str, Dict[str, List[float]]]:
     """One row per video (``videos``: name -> :func:`describe_video`): ms of each of ``columns``,
     then each ``(title, numerator, denominator)`` time ratio; a last row with the ratios'
-    geometric means (returned too, by title)."""
+    geometric means. Returns the table and each ratio's values per video, by title."""
     rows, per_ratio = [], {title: [] for title, _, _ in ratios}
-    for name, description in videos.items():
-        measured = results[name]
-        row = [name, description]
-        row += [f"{measured[name].median_s * 1e3:.1f}" for name in columns]
+    for video, description in videos.items():
+        measured = results[video]
+        row = [video, description] + [f"{measured[column].median_s * 1e3:.1f}" for column in columns]
         for title, numerator, denominator in ratios:
             per_ratio[title].append(_ratio(measured, numerator, denominator))
             row.append(f"{per_ratio[title][-1]:.2f}")
         rows.append(row + [min(len(m.samples_s) for m in measured.values())])
-    means = {title: geometric_mean(values) for title, values in per_ratio.items()}
-    rows.append(["geometric mean", "-"] + ["-"] * len(columns) + [f"{means[t]:.2f}" for t, _, _ in ratios] + ["-"])
-    headers = ["video", "frames"] + [f"{name}, ms" for name in columns] + [title for title, _, _ in ratios] + ["rounds"]
-    return markdown_table(headers, rows), means
+    means = [f"{geometric_mean(per_ratio[title]):.2f}" for title, _, _ in ratios]
+    rows.append(["geometric mean", "-"] + ["-"] * len(columns) + means + ["-"])
+    headers = ["video", "frames"] + [f"{column}, ms" for column in columns] + [t for t, _, _ in ratios] + ["rounds"]
+    return markdown_table(headers, rows), per_ratio
 
 
 def _verdict(ok: bool) -> str:
@@ -275,12 +275,13 @@ TEST_RATIOS = [("item / union", TEST_ITEM, UNION), ("decode only / union", DECOD
 
 
 def render(args, cfg, videos: Dict[str, str], train, test, hd, test_shape, elapsed_s: float) -> str:
-    train_table, train_means = per_video_table(train, videos, [RAW_TRAIN, TRAIN_ITEM, PEER_TRAIN], TRAIN_RATIOS)
-    test_table, test_means = per_video_table(test, videos, [UNION, ONE_BY_ONE, DECODE_ONLY, TEST_ITEM, PEER_TEST],
-                                             TEST_RATIOS)
+    train_table, train_ratios = per_video_table(train, videos, [RAW_TRAIN, TRAIN_ITEM, PEER_TRAIN], TRAIN_RATIOS)
+    test_table, test_ratios = per_video_table(test, videos, [UNION, ONE_BY_ONE, DECODE_ONLY, TEST_ITEM, PEER_TEST],
+                                              TEST_RATIOS)
+    train_means = {title: geometric_mean(values) for title, values in train_ratios.items()}
+    test_means = {title: geometric_mean(values) for title, values in test_ratios.items()}
     train_ratio, test_ratio = 1 / train_means["dataset / raw"], test_means["item / union"]
-    worst_train = max(_ratio(train[v], TRAIN_ITEM, RAW_TRAIN) for v in train)
-    worst_test = max(_ratio(test[v], TEST_ITEM, UNION) for v in test)
+    worst_train, worst_test = max(train_ratios["dataset / raw"]), max(test_ratios["item / union"])
     data, views = cfg.DATA, cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     item_bytes = math.prod(test_shape)  # uint8
     float_bytes = 4 * item_bytes
@@ -341,12 +342,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def made_videos(folder: str, hd_frames: int) -> Tuple[str, str]:
-    """The Kinetics-like clip and the 1080p clip, written in ``folder``."""
-    kinetics, hd = os.path.join(folder, "kinetics_like_340x256.mp4"), os.path.join(folder, "hd_1920x1080.mp4")
-    textured_video(kinetics)
+def made_videos(folder: str, hd_frames: int, kinetics_like: bool = True) -> List[str]:
+    """The 1080p clip, then (``kinetics_like``) the Kinetics-like clip, written in ``folder``."""
+    hd = os.path.join(folder, "hd_1920x1080.mp4")
     textured_video(hd, hd_frames, 1920, 1080, 25, seed=1)
-    return kinetics, hd
+    if not kinetics_like:
+        return [hd]
+    kinetics = os.path.join(folder, "kinetics_like_340x256.mp4")
+    textured_video(kinetics)
+    return [hd, kinetics]
 
 
 def main(args: argparse.Namespace) -> None:
@@ -363,8 +367,8 @@ def main(args: argparse.Namespace) -> None:
         merge_overrides(cfg, args.opts)
         made = os.path.join(folder, "made")
         os.makedirs(made)
-        kinetics, hd_path = made_videos(made, args.hd_frames)
-        videos = [*args.videos, *([] if args.no_made_videos else [kinetics, hd_path])]
+        hd_path, *kinetics = made_videos(made, args.hd_frames, kinetics_like=not args.no_made_videos)
+        videos = [*args.videos, *kinetics, *([] if args.no_made_videos else [hd_path])]
         datasets = make_datasets(cfg, videos, folder)
         train = _measure_per_video("train clips", train_candidates(videos, cfg, datasets["train"]), args)
         test = _measure_per_video("test items", multiview_candidates(videos, cfg, datasets["test"]), args)

@@ -70,6 +70,7 @@ class ProbeCache:
 
     def _connection(self) -> Optional[sqlite3.Connection]:
         if self._db is None and self._usable:
+            db = None
             try:
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
@@ -78,6 +79,8 @@ class ProbeCache:
                 self._db = db
             except (OSError, sqlite3.Error):
                 self._usable = False
+                if db is not None:  # a damaged file: the connection opened, its first statement failed
+                    db.close()
         return self._db
 
     def _run(self, sql: str, values: tuple) -> list:
