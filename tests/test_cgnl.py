@@ -156,3 +156,25 @@ def test_inference_path_gives_the_training_path_output(kernel):
     with torch.no_grad():
         inferred = block(x)
     torch.testing.assert_close(inferred, block(x.requires_grad_(True)), rtol=1e-12, atol=1e-12)
+
+
+def test_the_dot_kernel_reaches_the_output_as_a_sign_per_group_softened_by_groupnorm_eps():
+    """With the dot kernel, y = theta * s per group (s = sum of phi * g over the group) and z and
+    GroupNorm share the groups, so the block is x + GN'(sign(s) * z(theta)), GN' with eps / s^2:
+    the non-local term carries one sign per group, and its size only against eps (docs/DESIGN.md)."""
+    torch.manual_seed(0)
+    block = CGNLBlock(64, 32, groups=4, kernel="dot").double()
+    nn.init.normal_(block.gn.weight)
+    nn.init.normal_(block.gn.bias)
+    x = torch.randn(2, 64, 4, 7, 7, dtype=torch.float64)
+    with torch.no_grad():
+        s = (block.phi(x).reshape(2, 4, -1) * block.g(x).reshape(2, 4, -1)).sum(-1, keepdim=True)
+        u = block.z(block.theta(x)).reshape(2, 4, -1)
+        mean, var = u.mean(-1, keepdim=True), u.var(-1, unbiased=False, keepdim=True)
+        weight, bias = block.gn.weight.view(1, -1, 1, 1, 1), block.gn.bias.view(1, -1, 1, 1, 1)
+
+        def rebuilt(eps):
+            return (s.sign() * (u - mean) / torch.sqrt(var + eps)).reshape_as(x) * weight + bias + x
+
+        assert torch.allclose(block(x), rebuilt(block.gn.eps / s**2), atol=1e-10)
+        assert not torch.allclose(block(x), rebuilt(block.gn.eps), atol=1e-3)  # s's size does count via eps

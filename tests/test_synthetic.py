@@ -205,6 +205,18 @@ def nearest_centroid_accuracy(train, train_labels, test, test_labels):
     return (np.argmin(((test[:, None] - centroids) ** 2).sum(-1), axis=1) == test_labels).mean()
 
 
+def frame_level_accuracy(videos):
+    """Nearest class mean on 8x8 colour thumbnails of single frames, trained on the first half of
+    each class's videos (``N x T x H x W x 3``) and tested on the second half."""
+    thumbs = [v.reshape(*v.shape[:2], 8, v.shape[2] // 8, 8, v.shape[3] // 8, 3).mean((3, 5)).astype(np.float32)
+              for v in videos.values()]
+    halves = [(t[: len(t) // 2], t[len(t) // 2:]) for t in thumbs]
+    features = [np.concatenate([h[i].reshape(-1, 8 * 8 * 3) for h in halves]) for i in range(2)]
+    labels = [np.concatenate([np.full(h[i].shape[0] * h[i].shape[1], k) for k, h in enumerate(halves)])
+              for i in range(2)]
+    return nearest_centroid_accuracy(features[0], labels[0], features[1], labels[1])
+
+
 def test_a_frame_level_classifier_sits_at_chance_while_motion_direction_is_plain(clips):
     """Single frames (8x8 colour thumbnails) carry no class; a temporal cue separates left from right."""
     thumbs = {m: c.reshape(40, T, 8, H // 8, 8, W // 8, 3).mean((3, 5)) for m, c in clips.items()}

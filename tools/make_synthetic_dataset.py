@@ -9,7 +9,9 @@ in the first half of the clip, the other in the second; the class is whether the
 heading is the first turned right or left. --task spin
 (cgnl_video/data_prep/synthetic_spin.py): a disc with a --folds-fold symmetric --texture drifting
 in 4 directions or spinning either way at --spin-speed rad per frame, a set the motion
-generator does not make. Either way the classes differ only in temporal
+generator does not make. --task pointer (cgnl_video/data_prep/synthetic_pointer.py): a
+static wedge and, half a frame away, an object moving along its axis; the class is whether the
+object moves the way the wedge points or against it. Either way the classes differ only in temporal
 order: a frame-level model stays at chance. Use OUT_DIR as both DATA.PATH_TO_DATA_DIR and
 DATA.PATH_PREFIX."""
 
@@ -19,12 +21,13 @@ import sys
 import time
 
 from cgnl_video.data_prep.synthetic import MOTION_TASK, generate_dataset
+from cgnl_video.data_prep.synthetic_pointer import POINTER_TASK
 from cgnl_video.data_prep.synthetic_relation import DEFAULT_SEPARATION, RELATION_TASK, relation_task
 from cgnl_video.data_prep.synthetic_spin import DEFAULT_DRIFT_SPEED, DEFAULT_SPIN_SPEED, TEXTURES, spin_task
 
 # H.264 yuv420p needs even sizes; below 16 pixels the moving object is a few pixels wide.
 MIN_SIZE = 16
-TASKS = {"motion": MOTION_TASK, "relation": RELATION_TASK, "spin": spin_task()}
+TASKS = {"motion": MOTION_TASK, "relation": RELATION_TASK, "spin": spin_task(), "pointer": POINTER_TASK}
 # the options of one task, their defaults and the task they make
 TASK_OPTIONS = {
     "spin": ({"texture": "stripes", "folds": 3, "spin_speed": DEFAULT_SPIN_SPEED, "drift_speed": DEFAULT_DRIFT_SPEED},
@@ -45,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-val", type=int, default=60, help="val videos, all classes together")
     parser.add_argument("--num-test", type=int, default=60, help="test videos, all classes together")
     parser.add_argument(
-        "--num-classes", type=int, choices=(2, 4, 6, 8), help="in time-reversed pairs (default: motion 6, relation 2)"
+        "--num-classes", type=int, choices=(2, 4, 6, 8), help="in time-reversed pairs (default: motion 6, relation and pointer 2)"
     )
     parser.add_argument("--frames", type=int, default=40, help="frames per video")
     parser.add_argument("--size", type=int, default=112, help="frame height and width (even)")

@@ -60,7 +60,7 @@ CLASSES: Tuple[str, ...] = tuple(MOTIONS)
 
 # object light, object dark and background colour ranges: the object's light and dark
 # rings stand out on any background (a strongly textured background made learning slow)
-_COLOUR_RANGES = ((0.65, 1.0), (0.0, 0.35), (0.4, 0.6))
+COLOUR_RANGES = ((0.65, 1.0), (0.0, 0.35), (0.4, 0.6))
 # per-frame speed ranges of each coordinate: fraction of the frame size, rad, cycles. Rotation:
 # sampled every 4th frame (the demo), a step turns the object 0.36-0.72 rad, below the 0.79 rad
 # at which a square's four-fold symmetry would hide the direction (0.06-0.15 rad/frame left
@@ -136,7 +136,7 @@ def sample_params(rng: np.random.Generator, motion: str, height: int, width: int
         radius=float(radius),
         ring_period=float(max(3.0, rng.uniform(0.35, 0.6) * radius)),  # >= 3 px: no aliasing
         shape_power=float(rng.uniform(2.0, 5.0)),
-        colours=tuple(tuple(float(c) for c in rng.uniform(low, high, 3)) for low, high in _COLOUR_RANGES),
+        colours=tuple(tuple(float(c) for c in rng.uniform(low, high, 3)) for low, high in COLOUR_RANGES),
         noise_std=float(rng.uniform(0.01, 0.03)),
         seed=int(rng.integers(2**31)),
     )
