@@ -1,5 +1,7 @@
 """Config loading: defaults, _BASE_ inheritance, overrides and their errors."""
 
+from pathlib import Path
+
 import pytest
 
 from cgnl_video.config import get_cfg, load_config
@@ -48,3 +50,18 @@ def test_missing_file_is_named(tmp_path):
 def test_bad_overrides_name_the_key(opts, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, opts)
+
+
+def test_the_ablation_rows_start_from_the_pretraining_runs_last_checkpoint():
+    """configs/demo/relation_finetune.yaml names the file motion64_pretrain.yaml's run writes last,
+    and the two differ from their bases only where docs/DEMO.md says."""
+    from cgnl_video.engine.checkpoint import checkpoint_path
+
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo"
+    pretrain = load_config(str(demo / "motion64_pretrain.yaml"))
+    finetune = load_config(str(demo / "relation_finetune.yaml"))
+    expected = checkpoint_path(pretrain.OUTPUT_DIR, pretrain.SOLVER.MAX_EPOCH)
+    assert finetune.TRAIN.CHECKPOINT_FILE_PATH == expected and not finetune.TRAIN.FROM_SCRATCH
+    assert pretrain.NONLOCAL.LOCATION == [[], [], [], []] and finetune.NONLOCAL.TYPE == "cgnl"
+    assert finetune.MODEL.NUM_CLASSES == 2 and pretrain.MODEL.NUM_CLASSES == 6
+    assert pretrain.DATA.TEST_CROP_SIZE == finetune.DATA.TEST_CROP_SIZE == 64
