@@ -127,9 +127,11 @@ def main():
     args = parse_args()
     # A bad setting stops here, before torch is imported.
     cfg = trained_model_config(args, args.opts)
+    from cgnl_video.decoding import memory
     from cgnl_video.inference.labelled_video import LabelledVideoWriter
     from cgnl_video.inference.recognizer import Recognizer
 
+    memory.keep_freed_memory()  # each view reuses the last one's buffers (docs/PERFORMANCE.md)
     recognizer = Recognizer.from_cfg(cfg, args.checkpoint, runtime=args.runtime, onnx_file=args.onnx)
     failed = 0
     for number, path in enumerate(args.videos):

@@ -18,6 +18,7 @@ import torch
 from fvcore.common.config import CfgNode
 
 from cgnl_video.config.validation import key_error
+from cgnl_video.decoding import memory
 from cgnl_video.engine import distributed as du
 from cgnl_video.engine.checkpoint import checkpoint_dir
 from cgnl_video.engine.run_lock import acquire_run_lock
@@ -53,13 +54,16 @@ def lock_output_dir(cfg: CfgNode, hint: str = "") -> None:
 
 def setup_run(cfg: CfgNode, config_name: str, before_write: Optional[Callable[[CfgNode], Any]] = None,
               folders: Sequence[str] = (), hint: str = "") -> Tuple[torch.device, Any]:
-    """Joins torchrun, sets up logging and seeds; on rank 0, locks ``OUTPUT_DIR`` for the run
+    """Joins torchrun, sets up logging and seeds, keeps freed memory in the process
+    (:func:`~cgnl_video.decoding.memory.keep_freed_memory`: a training step or a test batch
+    reuses the last one's buffers instead of faulting fresh pages in); on rank 0, locks ``OUTPUT_DIR`` for the run
     (:func:`lock_output_dir`, with ``hint``), creates its subfolders ``folders`` (refusing
     symbolic links there), removes temp files a killed run left there, runs ``before_write(cfg)``
     (what the run reads under the lock, a check that may stop it), then saves ``cfg`` to
     ``OUTPUT_DIR/config_name``; the other processes run ``before_write`` right away. Returns the
     device and what ``before_write`` returned (None without one)."""
     device = du.init_distributed()
+    memory.keep_freed_memory()
     setup_logging()
     seed_everything(cfg.RNG_SEED + du.rank())
     if not du.is_main_process():
