@@ -8,21 +8,20 @@ import numpy as np
 import pytest
 from conftest import run_tool
 from test_synthetic import frame_level_accuracy, tree_bytes
-from test_synthetic_relation import two_sample_ks
+from test_synthetic_relation import assert_backwards_is_a_partner_clip, deterministic_dataset, two_sample_ks
 
-from cgnl_video.data_prep.synthetic import MOTIONS, generate_dataset, object_layer, states
+from cgnl_video.data_prep import synthetic_pointer
+from cgnl_video.data_prep.synthetic import MOTIONS, object_layer, states
 from cgnl_video.data_prep.synthetic_pointer import (
     CLASSES,
     HEADINGS,
     POINTER_TASK,
     SEPARATION,
-    partner,
     pointer_layer,
     render,
     sample_params,
-    time_reversed,
 )
-from cgnl_video.datasets.lists import read_classes, read_video_list
+from cgnl_video.datasets.lists import read_classes
 
 REPO = Path(__file__).resolve().parents[1]
 T, H, W = 16, 48, 48
@@ -34,15 +33,7 @@ def draws(relation, n, seed=0):
 
 
 def test_same_seed_same_bytes_and_the_tool_writes_the_set(tmp_path):
-    counts = {"train": 4, "val": 2, "test": 2}
-    for name, seed, workers in (("a", 0, 1), ("b", 0, 2), ("c", 1, 1)):
-        generate_dataset(str(tmp_path / name), seed=seed, counts=counts, num_frames=8, height=32, width=32,
-                         workers=workers, task=POINTER_TASK)
-    a, b, c = (tree_bytes(tmp_path / name) for name in "abc")
-    assert a == b
-    assert a.keys() == c.keys() and all(a[k] != c[k] for k in a if k.suffix == ".mp4")
-    records = read_video_list(str(tmp_path / "a" / "train.csv"), prefix=str(tmp_path / "a"), num_classes=2)
-    assert sorted(r.label for r in records) == [0, 0, 1, 1]
+    a = deterministic_dataset(tmp_path, POINTER_TASK)
     tool = str(REPO / "tools" / "make_synthetic_dataset.py")
     options = "--task pointer --num-train 4 --num-val 2 --num-test 2 --frames 8 --size 32 --workers 1".split()
     assert "wrote 8 videos" in run_tool(tool, [str(tmp_path / "d"), *options], timeout=120).stdout
@@ -52,13 +43,7 @@ def test_same_seed_same_bytes_and_the_tool_writes_the_set(tmp_path):
 
 @pytest.mark.parametrize("relation", CLASSES)
 def test_a_clip_played_backwards_is_exactly_a_partner_clip(relation):
-    params = draws(relation, 1, seed=2)[0]
-    params = replace(params, scene=params.scene[:2] + (0.0,))  # no noise: the rest must match exactly
-    backwards = time_reversed(params, T, H, W)
-    assert backwards.relation == partner(relation) != relation and partner(partner(relation)) == relation
-    frames = render(params, T, H, W)
-    assert np.abs(render(backwards, T, H, W).astype(int) - frames[::-1]).max() <= 1  # float rounding
-    assert not np.array_equal(frames, frames[::-1])
+    assert_backwards_is_a_partner_clip(draws(relation, 1, seed=2)[0], relation, synthetic_pointer)
 
 
 def test_both_classes_draw_everything_but_the_movers_heading_alike():

@@ -8,6 +8,7 @@ import pytest
 from conftest import run_tool, try_tool
 from test_synthetic import frame_level_accuracy, tree_bytes
 
+from cgnl_video.data_prep import synthetic_relation
 from cgnl_video.data_prep.synthetic import generate_dataset, object_layer
 from cgnl_video.data_prep.synthetic_relation import (
     CLASSES,
@@ -18,11 +19,9 @@ from cgnl_video.data_prep.synthetic_relation import (
     TURNS,
     min_distance,
     object_states,
-    partner,
     relation_task,
     render,
     sample_params,
-    time_reversed,
     toroidal_distance,
 )
 from cgnl_video.datasets.lists import read_classes, read_video_list
@@ -39,17 +38,35 @@ def draws(relation, n, seed=0, separation=0.5):
     return [sample_params(rng, relation, H, W, separation) for _ in range(n)]
 
 
-def test_same_seed_same_bytes_and_valid_lists(tmp_path):
+def deterministic_dataset(tmp_path, task):
+    """Writes a two-class ``task`` set with seed 0 (1 and 2 workers) and seed 1: the same seed gives
+    the same bytes, another seed other videos; returns the seed-0 tree (``tree_bytes``) under ``a``."""
     counts = {"train": 4, "val": 2, "test": 2}
     for name, seed, workers in (("a", 0, 1), ("b", 0, 2), ("c", 1, 1)):
         generate_dataset(str(tmp_path / name), seed=seed, counts=counts, num_frames=8, height=32, width=32,
-                         workers=workers, task=RELATION_TASK)
+                         workers=workers, task=task)
     a, b, c = (tree_bytes(tmp_path / name) for name in "abc")
     assert a == b
     assert a.keys() == c.keys() and all(a[k] != c[k] for k in a if k.suffix == ".mp4")
-    assert read_classes(str(tmp_path / "a" / "classes.txt")) == list(CLASSES)
     records = read_video_list(str(tmp_path / "a" / "train.csv"), prefix=str(tmp_path / "a"), num_classes=2)
     assert sorted(r.label for r in records) == [0, 0, 1, 1]
+    return a
+
+
+def assert_backwards_is_a_partner_clip(params, relation, generator):
+    """Played backwards, the noise-free clip of ``params`` is exactly ``generator``'s partner-class clip."""
+    params = replace(params, scene=params.scene[:2] + (0.0,))  # no noise: the rest must match exactly
+    backwards = generator.time_reversed(params, T, H, W)
+    partner_of = generator.partner
+    assert backwards.relation == partner_of(relation) != relation and partner_of(partner_of(relation)) == relation
+    frames = generator.render(params, T, H, W)
+    assert np.abs(generator.render(backwards, T, H, W).astype(int) - frames[::-1]).max() <= 1  # float rounding
+    assert not np.array_equal(frames, frames[::-1])
+
+
+def test_same_seed_same_bytes_and_valid_lists(tmp_path):
+    deterministic_dataset(tmp_path, RELATION_TASK)
+    assert read_classes(str(tmp_path / "a" / "classes.txt")) == list(CLASSES)
 
 
 def test_the_tool_writes_the_relation_set(tmp_path):
@@ -82,13 +99,8 @@ def test_separation_is_checked_and_the_default_draws_nothing_more():
 @pytest.mark.parametrize("separation", SEPARATIONS)
 @pytest.mark.parametrize("relation", CLASSES)
 def test_a_clip_played_backwards_is_exactly_a_partner_clip(relation, separation):
-    params = draws(relation, 1, seed=2, separation=separation)[0]
-    params = replace(params, scene=params.scene[:2] + (0.0,))  # no noise: the rest must match exactly
-    backwards = time_reversed(params, T, H, W)
-    assert backwards.relation == partner(relation) != relation and partner(partner(relation)) == relation
-    frames = render(params, T, H, W)
-    assert np.abs(render(backwards, T, H, W).astype(int) - frames[::-1]).max() <= 1  # float rounding
-    assert not np.array_equal(frames, frames[::-1])
+    assert_backwards_is_a_partner_clip(draws(relation, 1, seed=2, separation=separation)[0], relation,
+                                       synthetic_relation)
 
 
 def test_both_classes_draw_everything_but_the_second_heading_alike():
