@@ -43,7 +43,7 @@ def test_same_seed_same_bytes_and_the_tool_writes_the_set(tmp_path):
 
 @pytest.mark.parametrize("relation", CLASSES)
 def test_a_clip_played_backwards_is_exactly_a_partner_clip(relation):
-    assert_backwards_is_a_partner_clip(draws(relation, 1, seed=2)[0], relation, synthetic_pointer)
+    assert_backwards_is_a_partner_clip(draws(relation, 1, seed=2)[0], relation, synthetic_pointer, (T, H, W))
 
 
 def test_both_classes_draw_everything_but_the_movers_heading_alike():

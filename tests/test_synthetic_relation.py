@@ -53,14 +53,15 @@ def deterministic_dataset(tmp_path, task):
     return a
 
 
-def assert_backwards_is_a_partner_clip(params, relation, generator):
-    """Played backwards, the noise-free clip of ``params`` is exactly ``generator``'s partner-class clip."""
+def assert_backwards_is_a_partner_clip(params, relation, generator, shape):
+    """Played backwards, the noise-free clip of ``params`` (drawn for ``shape`` = T, H, W) is exactly
+    ``generator``'s partner-class clip."""
     params = replace(params, scene=params.scene[:2] + (0.0,))  # no noise: the rest must match exactly
-    backwards = generator.time_reversed(params, T, H, W)
+    backwards = generator.time_reversed(params, *shape)
     partner_of = generator.partner
     assert backwards.relation == partner_of(relation) != relation and partner_of(partner_of(relation)) == relation
-    frames = generator.render(params, T, H, W)
-    assert np.abs(generator.render(backwards, T, H, W).astype(int) - frames[::-1]).max() <= 1  # float rounding
+    frames = generator.render(params, *shape)
+    assert np.abs(generator.render(backwards, *shape).astype(int) - frames[::-1]).max() <= 1  # float rounding
     assert not np.array_equal(frames, frames[::-1])
 
 
@@ -100,7 +101,7 @@ def test_separation_is_checked_and_the_default_draws_nothing_more():
 @pytest.mark.parametrize("relation", CLASSES)
 def test_a_clip_played_backwards_is_exactly_a_partner_clip(relation, separation):
     assert_backwards_is_a_partner_clip(draws(relation, 1, seed=2, separation=separation)[0], relation,
-                                       synthetic_relation)
+                                       synthetic_relation, (T, H, W))
 
 
 def test_both_classes_draw_everything_but_the_second_heading_alike():

@@ -32,12 +32,12 @@ import numpy as np
 
 from cgnl_video.data_prep import synthetic
 from cgnl_video.data_prep.synthetic import ClipParams, Task, composite, object_frame, object_layer, paint, states
+from cgnl_video.data_prep.synthetic_relation import HEADINGS, turned
 
-# headings and the angle (rad) that turns a shape's +u axis onto them (the image y axis points down)
-ANGLES: Dict[str, float] = {"move_right": 0.0, "move_down": -np.pi / 2, "move_left": np.pi, "move_up": np.pi / 2}
-HEADINGS: Tuple[str, ...] = tuple(ANGLES)
-# class -> the object's heading relative to the pointer's, in half turns
-RELATIONS: Dict[str, int] = {"with_pointer": 0, "against_pointer": 1}
+# the angle (rad) that turns a shape's +u axis onto each heading (the image y axis points down)
+ANGLES: Dict[str, float] = dict(zip(HEADINGS, (0.0, -np.pi / 2, np.pi, np.pi / 2)))
+# class -> the object's heading relative to the pointer's, in quarter turns
+RELATIONS: Dict[str, int] = {"with_pointer": 0, "against_pointer": 2}
 CLASSES: Tuple[str, ...] = tuple(RELATIONS)
 SEPARATION = 0.5  # the object's offset across the pointer's axis, fraction of the frame size
 _JITTER = 0.05
@@ -61,10 +61,6 @@ def partner(relation: str) -> str:
     return next(name for name, turn in RELATIONS.items() if turn != RELATIONS[relation])
 
 
-def _heading(name: str, half_turns: int) -> str:
-    return HEADINGS[(HEADINGS.index(name) + 2 * half_turns) % len(HEADINGS)]
-
-
 def time_reversed(params: PointerParams, num_frames: int, height: int, width: int) -> PointerParams:
     """The partner-class clip whose frames are ``params``'s in reverse order (noise aside)."""
     mover = synthetic.time_reversed(params.mover, num_frames, height, width)
@@ -79,7 +75,7 @@ def sample_params(rng: np.random.Generator, relation: str, height: int, width: i
     centre = rng.uniform(0.0, 1.0, 2) * frame
     pointer = (float(centre[0]), float(centre[1]), heading, float(rng.uniform(*_POINTER_RADIUS) * size))
     colours = tuple(tuple(float(c) for c in rng.uniform(low, high, 3)) for low, high in synthetic.COLOUR_RANGES[:2])
-    drawn = synthetic.sample_params(rng, _heading(heading, RELATIONS[relation]), height, width)
+    drawn = synthetic.sample_params(rng, turned(heading, RELATIONS[relation]), height, width)
     across = 1 - synthetic.MOTIONS[drawn.motion][0]  # the coordinate (X or Y) across the axis
     start = list(drawn.start)
     offset = (SEPARATION + rng.uniform(-_JITTER, _JITTER)) * frame[across]

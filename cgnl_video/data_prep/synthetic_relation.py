@@ -86,7 +86,8 @@ def partner(relation: str) -> str:
     return next(name for name, turn in TURNS.items() if turn == -TURNS[relation])
 
 
-def _heading(name: str, quarter_turns: int) -> str:
+def turned(name: str, quarter_turns: int) -> str:
+    """The heading ``quarter_turns`` quarter turns clockwise on screen from heading ``name``."""
     return HEADINGS[(HEADINGS.index(name) + quarter_turns) % len(HEADINGS)]
 
 
@@ -103,8 +104,8 @@ def object_states(params: RelationParams, num_frames: int, height: int, width: i
 def time_reversed(params: RelationParams, num_frames: int, height: int, width: int) -> RelationParams:
     """The partner-class clip whose frames are ``params``'s in reverse order (noise aside)."""
     # backwards, the second object moves first, the other way; both keep their mid-clip state
-    first = replace(params.second, motion=_heading(params.second.motion, 2))
-    second = replace(params.first, motion=_heading(params.first.motion, 2))
+    first = replace(params.second, motion=turned(params.second.motion, 2))
+    second = replace(params.first, motion=turned(params.first.motion, 2))
     return replace(params, relation=partner(params.relation), first=first, second=second)
 
 
@@ -138,7 +139,7 @@ def sample_params(
     centre = rng.uniform(0.0, 1.0, 2) * frame
     offset = (separation + rng.uniform(-_JITTER, _JITTER, 2)) * frame
     first = _moving_object(rng, first_heading, centre, height, width)
-    second_heading = _heading(first_heading, TURNS[relation])
+    second_heading = turned(first_heading, TURNS[relation])
     second = _moving_object(rng, second_heading, np.mod(centre + offset, frame), height, width)
     scene = (int(rng.integers(2**31)), first.colours[2], float(rng.uniform(0.01, 0.03)))
     if separation < DEFAULT_SEPARATION:  # at half a frame +-offset is the same law on the torus: no draw
