@@ -149,6 +149,16 @@ def test_blocks_writes_the_tables_and_prints_them(tool, tmp_path, capsys):
     assert "- CGNL dot / NL at C=32, fwd, by T x H x W: 1x2x2 " in text
 
 
+def test_blocks_without_nl_compares_the_cgnl_blocks_with_their_floor_only(tool, capsys):
+    tool.main(["blocks", "--shapes", "2x4x4", "--channels", "32", "--repeats", "2", "--no-nl"])
+    printed = capsys.readouterr().out
+    rows = [line.strip("| ").split(" | ") for line in printed.splitlines() if line.startswith("| 2x4x4 | 32 / 16 |")]
+    assert [row[2] for row in rows if len(row) == 8] == [name for name in CANDIDATES if "NL" not in name.split()]
+    assert [len(row) for row in rows if row[2] == "dot"] == [5]  # the ratio row: / floor fwd, fwd+bwd
+    assert "- CGNL gaussian / floor, " not in printed  # the target case 8x14x14 C1024 is not measured
+    assert "/ NL" not in printed
+
+
 def test_blocks_rejects_a_malformed_shape(tool):
     with pytest.raises(SystemExit):
         tool.main(["blocks", "--shapes", "8x14"])

@@ -1,13 +1,15 @@
 """CGNLBlock: the compact path against the explicit generalized non-local formula."""
 
 import math
+import threading
 
 import pytest
 import torch
 import torch.nn as nn
 
-from cgnl_video.models import CGNLBlock
-from cgnl_video.models.cgnl import GAUSSIAN_GAMMA, compact_generalized_nonlocal, taylor_coefficients
+from cgnl_video.models import CGNLBlock, cgnl_fused
+from cgnl_video.models.cgnl_fused import BlockWeights, FusedCGNL, Layout, fused_cgnl, workspace
+from cgnl_video.models.taylor import GAUSSIAN_GAMMA, compact_generalized_nonlocal, taylor_coefficients
 
 
 def explicit_kernel_matrix(kernel, order, a, b):
@@ -49,16 +51,32 @@ def randomised_block(kernel, order, groups, use_scale, channels=8, inner=8):
     return block.double()
 
 
+@pytest.fixture(autouse=True)
+def fused_at_any_size(monkeypatch):
+    """The fused path takes block outputs of 32 MiB and more; these tests' inputs are tiny."""
+    monkeypatch.setattr(cgnl_fused, "MIN_BYTES", 0)
+
+
+def run_path(block, x, path):
+    """The block's output through one of its two paths: ``fused`` (what CPU inputs take) or ``composed``."""
+    if path == "composed":
+        return block.composed_forward(x)
+    out = block(x)
+    assert block.order == 0 or out.grad_fn is None or isinstance(out.grad_fn, FusedCGNL._backward_cls)
+    return out
+
+
+@pytest.mark.parametrize("path", ["fused", "composed"])
 @pytest.mark.parametrize("use_scale", [False, True])
 @pytest.mark.parametrize("groups", [1, 2, 4])
 @pytest.mark.parametrize("order", [0, 1, 2, 3])
 @pytest.mark.parametrize("kernel", ["dot", "gaussian", "embedded_gaussian"])
-def test_compact_matches_explicit_forward_and_backward(kernel, order, groups, use_scale):
+def test_compact_matches_explicit_forward_and_backward(kernel, order, groups, use_scale, path):
     block = randomised_block(kernel, order, groups, use_scale)
     x = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64)
     x_fast = x.clone().requires_grad_(True)
     x_slow = x.clone().requires_grad_(True)
-    fast = block(x_fast)
+    fast = run_path(block, x_fast, path)
     slow = explicit_cgnl(block, x_slow)
     torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
     grad_out = torch.randn_like(fast)
@@ -142,11 +160,93 @@ def test_compact_kernel_backward_passes_gradcheck(kernel, order, groups):
     assert torch.autograd.gradcheck(fn, (theta, phi, g))
 
 
+@pytest.mark.parametrize("path", ["fused", "composed"])
 @pytest.mark.parametrize("kernel", ["dot", "gaussian", "embedded_gaussian"])
-def test_block_passes_gradcheck_on_a_small_input(kernel):
+def test_block_passes_gradcheck_on_a_small_input(kernel, path):
     block = randomised_block(kernel, 3, 2, True)
     x = torch.randn(1, 8, 2, 2, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(block, (x,))
+    assert torch.autograd.gradcheck(lambda v: run_path(block, v, path), (x,))
+
+
+@pytest.mark.parametrize("block_values", [1, 150])
+@pytest.mark.parametrize("kernel", ["dot", "embedded_gaussian"])
+def test_the_fused_path_gives_the_same_a_row_or_a_few_rows_at_a_time(kernel, block_values, monkeypatch):
+    """Long rows go one at a time, short ones together (``BLOCK_VALUES``): here 4 rows of 72 values
+    in blocks of 1, or of 2 rows, against the explicit formula, forward and backward."""
+    monkeypatch.setattr(cgnl_fused, "BLOCK_VALUES", block_values)
+    block = randomised_block(kernel, 3, 2, False)
+    x = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64)
+    assert [len(range(4)[b]) for b in cgnl_fused.row_blocks(torch.empty(4, 72))] == ([1] * 4 if block_values == 1 else [2, 2])
+    x_fast, x_slow = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    fast, slow = run_path(block, x_fast, "fused"), explicit_cgnl(block, x_slow)
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+    grad_out = torch.randn_like(fast)
+    for gf, gs in zip(gradients(fast, x_fast, block, grad_out), gradients(slow, x_slow, block, grad_out)):
+        torch.testing.assert_close(gf, gs, rtol=1e-8, atol=1e-9)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), slow, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kernel, order", [("dot", 1), ("gaussian", 1), ("embedded_gaussian", 3)])
+def test_fused_backward_passes_gradcheck_for_every_parameter(kernel, order):
+    """FusedCGNL's hand-written gradients of input, the four convolution weights and GroupNorm's
+    affine against finite differences (float64; the inner width differs from C, inner < C / 2)."""
+    block = randomised_block(kernel, order, 2, False, channels=8, inner=2)
+    layout = Layout(block.groups, block.coefficients, block.gn.eps, kernel == "dot")
+    x = torch.randn(2, 8, 2, 2, 3, dtype=torch.float64, requires_grad=True)
+    parameters = [p.detach().clone().requires_grad_(True) for p in
+                  (block.theta.weight, block.phi.weight, block.g.weight, block.z.weight, block.gn.weight, block.gn.bias)]
+    assert torch.autograd.gradcheck(lambda v, *ps: fused_cgnl(v, BlockWeights(*ps), layout), (x, *parameters))
+
+
+def test_only_large_contiguous_float_cpu_inputs_take_the_fused_path(monkeypatch):
+    block = randomised_block("dot", 1, 2, False)
+    x = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert isinstance(block(x).grad_fn, FusedCGNL._backward_cls)
+    monkeypatch.setattr(cgnl_fused, "MIN_BYTES", x.numel() * 8 + 1)
+    assert not isinstance(block(x).grad_fn, FusedCGNL._backward_cls)
+    monkeypatch.setattr(cgnl_fused, "MIN_BYTES", x.numel() * 8)
+    assert isinstance(block(x).grad_fn, FusedCGNL._backward_cls)
+    channels_last = x.detach().to(memory_format=torch.channels_last_3d).requires_grad_(True)
+    assert not isinstance(block(channels_last).grad_fn, FusedCGNL._backward_cls)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not isinstance(block.float()(x.detach().float().requires_grad_(True)).grad_fn, FusedCGNL._backward_cls)
+
+
+@pytest.mark.parametrize("kernel", ["dot", "gaussian"])
+def test_fused_backward_twice_and_a_block_used_twice_give_the_composed_gradients(kernel):
+    """The workspace is shared by every call on a thread: a retained graph run backward again, and
+    two uses of one block in one graph, must not see each other's scratch values."""
+    block = randomised_block(kernel, 2, 2, False)
+    x = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    other = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn_like(x)
+    inputs = [x, other, *block.parameters()]
+
+    def grads(path):
+        out = run_path(block, x, path) * run_path(block, other, path).sin()
+        first = torch.autograd.grad(out, inputs, grad_out, retain_graph=True)
+        return first, torch.autograd.grad(out, inputs, grad_out)
+
+    (fused_first, fused_second), (composed, _) = grads("fused"), grads("composed")
+    for a, b, c in zip(fused_first, fused_second, composed):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(b, c, rtol=1e-10, atol=1e-10)
+
+
+def test_the_workspace_is_kept_between_calls_and_is_one_per_thread():
+    like = torch.empty(0)
+    first, second = workspace(like, (3, 4), (5,))
+    assert first.shape == (3, 4) and second.shape == (5,)
+    assert second.data_ptr() == first.data_ptr() + 12 * like.element_size()  # disjoint, one buffer
+    assert workspace(like, (2,))[0].data_ptr() == first.data_ptr()  # smaller: the same pages again
+    grown = workspace(like, (100,))[0]
+    assert workspace(like, (7,))[0].data_ptr() == grown.data_ptr()  # grown once, then kept
+    pointers = []
+    thread = threading.Thread(target=lambda: pointers.append(workspace(like, (7,))[0].data_ptr()))
+    thread.start()
+    thread.join()
+    assert pointers[0] != grown.data_ptr()
 
 
 @pytest.mark.parametrize("kernel", ["dot", "gaussian", "embedded_gaussian"])

@@ -42,7 +42,7 @@ from cgnl_video.benchmarks.timing import (
     paired_ratio,
 )
 from cgnl_video.models import CGNLBlock, NonLocalBlock
-from cgnl_video.models.cgnl import KERNELS
+from cgnl_video.models.taylor import KERNELS
 
 FLOOR = "CGNL floor"
 NL = "NL"
@@ -102,19 +102,15 @@ class CGNLFloor(nn.Module):
         return self.z(self.theta(x) + self.phi(x) + self.g(x))
 
 
-def build_candidates(channels: int, groups: int, order: int) -> Dict[str, nn.Module]:
-    """The floor, the CGNL block of every kernel and the two NL blocks at width C."""
+def build_candidates(channels: int, groups: int, order: int, with_nl: bool = True) -> Dict[str, nn.Module]:
+    """The floor, the CGNL block of every kernel and (``with_nl``) the two NL blocks at width C."""
     inner = channels // 2
     cgnl = {
         cgnl_name(kernel): CGNLBlock(channels, inner, groups, kernel=kernel, order=order)
         for kernel in KERNELS
     }
-    return {
-        FLOOR: CGNLFloor(cgnl[cgnl_name("dot")]),
-        **cgnl,
-        NL: NonLocalBlock(channels, inner),
-        NL_POOLED: NonLocalBlock(channels, inner, pool_size=(1, 2, 2)),
-    }
+    nl = {NL: NonLocalBlock(channels, inner), NL_POOLED: NonLocalBlock(channels, inner, pool_size=(1, 2, 2))}
+    return {FLOOR: CGNLFloor(cgnl[cgnl_name("dot")]), **cgnl, **(nl if with_nl else {})}
 
 
 def forward_call(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -168,7 +164,7 @@ def run_case(case: Case, args: argparse.Namespace) -> Dict[str, Dict[str, Measur
     """Measures every candidate of ``case`` in both modes, fwd first."""
     device = args.device
     torch.manual_seed(0)
-    candidates = build_candidates(case.channels, args.groups, args.order)
+    candidates = build_candidates(case.channels, args.groups, args.order, not args.no_nl)
     modules = {name: module.to(device) for name, module in candidates.items()}
     x = torch.randn(args.batch, case.channels, *case.shape, device=device)
     grad_out = torch.randn_like(x)
@@ -185,7 +181,7 @@ def saved_table(cases: List[Case], args: argparse.Namespace) -> str:
     rows = []
     for case in cases:
         torch.manual_seed(0)
-        candidates = build_candidates(case.channels, args.groups, args.order)
+        candidates = build_candidates(case.channels, args.groups, args.order, not args.no_nl)
         x = torch.randn(args.batch, case.channels, *case.shape, device=args.device)
         saved = {name: saved_tensor_bytes(module.to(args.device), x) for name, module in candidates.items()}
         dot = saved[cgnl_name("dot")]
@@ -220,13 +216,14 @@ RATIO_REFERENCES = {FLOOR: "floor", NL: "NL", NL_POOLED: "NL pool"}
 
 def ratio_table(results: Results) -> str:
     """One row per case and kernel: CGNL / floor, / NL and / NL pool 1x2x2, per mode."""
+    references = [name for name in RATIO_REFERENCES if all(name in r["fwd"] for r in results.values())]
     headers = ["T x H x W", "C / inner", "kernel"]
-    headers += [f"/ {label} {mode}" for label in RATIO_REFERENCES.values() for mode in MODES]
+    headers += [f"/ {RATIO_REFERENCES[name]} {mode}" for name in references for mode in MODES]
     rows = []
     for case, by_mode in results.items():
         for kernel in KERNELS:
             cells = [case.shape_label, case.width_label, kernel]
-            for reference in RATIO_REFERENCES:
+            for reference in references:
                 for mode in MODES:
                     ratio = paired_ratio(by_mode[mode][cgnl_name(kernel)], by_mode[mode][reference])
                     cells.append(f"{ratio:.2f}")
@@ -246,6 +243,8 @@ def _target_case_lines(by_mode: Dict[str, Dict[str, Measurement]], where: str) -
             ratio = paired_ratio(by_mode[mode][cgnl_name(kernel)], by_mode[mode][FLOOR])
             verdict = _verdict(ratio, TARGET_FLOOR_RATIO)
             lines.append(f"- CGNL {kernel} / floor, {where}, {mode}: {verdict}")
+        if NL not in by_mode[mode]:
+            continue
         ratio = paired_ratio(by_mode[mode][cgnl_name("dot")], by_mode[mode][NL])
         lines.append(f"- CGNL dot / NL, {where}, {mode}: {_verdict(ratio, TARGET_NL_RATIO)}")
         pooled = paired_ratio(by_mode[mode][NL_POOLED], by_mode[mode][NL])
@@ -278,8 +277,9 @@ def target_lines(results: Results) -> List[str]:
     if target in results:
         where = f"{target.shape_label}, C {target.width_label}"
         lines += _target_case_lines(results[target], where)
+    with_nl = all(NL in by_mode["fwd"] for by_mode in results.values())
     for channels in sorted({case.channels for case in results}, reverse=True):
-        if sum(case.channels == channels for case in results) > 1:
+        if with_nl and sum(case.channels == channels for case in results) > 1:
             lines += _growth_lines(results, channels)
     return lines
 
@@ -361,6 +361,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threads", type=int, help="torch threads (default: torch's, the number of cores)"
+    )
+    parser.add_argument(
+        "--no-nl", action="store_true",
+        help="leave the NL blocks out: more rounds of the CGNL / floor comparison within the budget "
+        "at large T x H x W, where one NL call takes seconds",
     )
     parser.add_argument("--batch", type=int, default=2, help="batch size (default: 2)")
     parser.add_argument("--groups", type=int, default=8, help="CGNL groups (default: 8)")

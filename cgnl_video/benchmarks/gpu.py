@@ -254,7 +254,7 @@ def block_tables(args) -> str:
     else:
         shapes, channels, groups = blocks.DEFAULT_SHAPES, blocks.DEFAULT_CHANNELS, 8
     block_args = argparse.Namespace(device=args.device, groups=groups, order=3, batch=2, repeats=args.rounds,
-                                    budget=args.budget / 5)
+                                    budget=args.budget / 5, no_nl=False)
     results = {}
     for shape in shapes:
         for width in channels:
