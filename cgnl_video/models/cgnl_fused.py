@@ -35,7 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from cgnl_video.models.taylor import Moments, derivative, taylor_moments, taylor_polynomial, times_polynomial
+from cgnl_video.models.taylor import (
+    Moments,
+    derivative,
+    needs_gradient,
+    taylor_moments,
+    taylor_polynomial,
+    times_polynomial,
+)
 
 
 class BlockWeights(NamedTuple):
@@ -320,6 +327,6 @@ class FusedCGNL(torch.autograd.Function):
 
 def fused_cgnl(x: torch.Tensor, weights: BlockWeights, layout: Layout) -> torch.Tensor:
     """The block on ``x`` (``B x C x T x H x W``), through :class:`FusedCGNL` where a gradient is needed."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *weights)):
+    if needs_gradient(x, *weights):
         return FusedCGNL.apply(x, *weights, layout)
     return block_forward(x, weights, layout, training=False)[0]

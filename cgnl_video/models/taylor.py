@@ -162,6 +162,11 @@ class CompactKernel(torch.autograd.Function):
         return grad_theta, grad_phi, grad_g, None
 
 
+def needs_gradient(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records a function of ``tensors`` now: grad mode on and one of them requiring grad."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def compact_generalized_nonlocal(
     theta: torch.Tensor, phi: torch.Tensor, g: torch.Tensor, coefficients: List[float]
 ) -> torch.Tensor:
@@ -174,7 +179,6 @@ def compact_generalized_nonlocal(
         ``B x G x M``. Through :class:`CompactKernel` where a gradient is needed; plain
         tensor ops otherwise (inference, and tracers that cannot record a Python function).
     """
-    needs_grad = torch.is_grad_enabled() and any(v.requires_grad for v in (theta, phi, g))
-    if needs_grad and not torch.jit.is_tracing():
+    if needs_gradient(theta, phi, g) and not torch.jit.is_tracing():
         return CompactKernel.apply(theta, phi, g, coefficients)
     return compact_forward(theta, phi, g, coefficients)[0]
