@@ -32,7 +32,7 @@ from cgnl_video.decoding.readers import open_reader
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 CANDIDATES = [
-    "CGNL floor", "CGNL dot", "CGNL gaussian", "CGNL embedded_gaussian", "NL", "NL pool 1x2x2"
+    "CGNL floor", "CGNL floor qkv", "CGNL dot", "CGNL gaussian", "CGNL embedded_gaussian", "NL", "NL pool 1x2x2"
 ]
 
 
@@ -143,7 +143,7 @@ def test_blocks_writes_the_tables_and_prints_them(tool, tmp_path, capsys):
     assert [row[2] for row in timing_rows] == CANDIDATES
     assert all(row[7] == "2 / 2" for row in timing_rows)
     assert all(number(cell) > 0 for row in timing_rows for cell in (row[3], row[5]))
-    ratio_rows = [row for row in rows if len(row) == 9]  # / floor, / NL, / NL pool, per mode
+    ratio_rows = [row for row in rows if len(row) == 11]  # / floor, / floor qkv, / NL, / NL pool, per mode
     assert [row[2] for row in ratio_rows] == ["dot", "gaussian", "embedded_gaussian"]
     # The growth check orders the cases by T x H x W.
     assert "- CGNL dot / NL at C=32, fwd, by T x H x W: 1x2x2 " in text
@@ -154,9 +154,22 @@ def test_blocks_without_nl_compares_the_cgnl_blocks_with_their_floor_only(tool, 
     printed = capsys.readouterr().out
     rows = [line.strip("| ").split(" | ") for line in printed.splitlines() if line.startswith("| 2x4x4 | 32 / 16 |")]
     assert [row[2] for row in rows if len(row) == 8] == [name for name in CANDIDATES if "NL" not in name.split()]
-    assert [len(row) for row in rows if row[2] == "dot"] == [5]  # the ratio row: / floor fwd, fwd+bwd
+    assert [len(row) for row in rows if row[2] == "dot"] == [7]  # the ratio row: / floor and / floor qkv, per mode
     assert "- CGNL gaussian / floor, " not in printed  # the target case 8x14x14 C1024 is not measured
     assert "/ NL" not in printed
+
+
+def test_the_qkv_floor_computes_what_the_floor_does_with_the_same_weights():
+    candidates = blocks.build_candidates(16, 2, 1, with_nl=False)
+    x = torch.randn(2, 16, 2, 3, 3, requires_grad=True)
+    plain, stacked = candidates[blocks.FLOOR], candidates[blocks.FLOOR_STACKED]
+    assert plain.theta is stacked.theta and plain.z is stacked.z
+    for weight in (plain.theta.weight, plain.phi.weight, plain.g.weight):  # the three are not alike
+        torch.nn.init.normal_(weight)
+    out, out_stacked = plain(x), stacked(x)
+    torch.testing.assert_close(out_stacked, out)
+    grads = torch.autograd.grad(out.sum(), [x, *plain.parameters()])
+    torch.testing.assert_close(torch.autograd.grad(out_stacked.sum(), [x, *plain.parameters()]), grads)
 
 
 def test_blocks_rejects_a_malformed_shape(tool):

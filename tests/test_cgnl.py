@@ -53,7 +53,7 @@ def randomised_block(kernel, order, groups, use_scale, channels=8, inner=8):
 
 @pytest.fixture(autouse=True)
 def fused_at_any_size(monkeypatch):
-    """The fused path takes block outputs of 32 MiB and more; these tests' inputs are tiny."""
+    """The fused path takes block inputs of 4 MiB and more (MIN_BYTES); these tests' inputs are tiny."""
     monkeypatch.setattr(cgnl_fused, "MIN_BYTES", 0)
 
 
@@ -172,11 +172,12 @@ def test_block_passes_gradcheck_on_a_small_input(kernel, path):
 @pytest.mark.parametrize("kernel", ["dot", "embedded_gaussian"])
 def test_the_fused_path_gives_the_same_a_row_or_a_few_rows_at_a_time(kernel, block_values, monkeypatch):
     """Long rows go one at a time, short ones together (``BLOCK_VALUES``): here 4 rows of 72 values
-    in blocks of 1, or of 2 rows, against the explicit formula, forward and backward."""
+    in blocks of 1, or of 2 rows (never across samples), against the explicit formula, forward and backward."""
     monkeypatch.setattr(cgnl_fused, "BLOCK_VALUES", block_values)
     block = randomised_block(kernel, 3, 2, False)
     x = torch.randn(2, 8, 2, 3, 3, dtype=torch.float64)
-    assert [len(range(4)[b]) for b in cgnl_fused.row_blocks(torch.empty(4, 72))] == ([1] * 4 if block_values == 1 else [2, 2])
+    blocks = cgnl_fused.row_blocks(torch.empty(2, 2, 72))  # B x G x M
+    assert [len(range(4)[b.flat]) for b in blocks] == ([1] * 4 if block_values == 1 else [2, 2])
     x_fast, x_slow = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     fast, slow = run_path(block, x_fast, "fused"), explicit_cgnl(block, x_slow)
     torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)

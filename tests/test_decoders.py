@@ -1,5 +1,8 @@
 """decord and PyAV behind one interface: right frames, same frames, resizing, errors."""
 
+import gc
+import weakref
+
 import av
 import numpy as np
 import pytest
@@ -178,3 +181,22 @@ def test_pyav_reads_continue_forward_and_seek_otherwise(tmp_path):
     with open_video(path, "pyav") as video:
         for indices in reads:
             assert np.array_equal(video.get(indices), decode_frames(path, indices, "pyav")), indices
+
+
+def test_a_dropped_pyav_reader_is_freed_at_once_not_by_the_garbage_collector(tmp_path):
+    """A reader keeps its decoder where the last read stopped; neither may hold the other, or the
+    decoder waits for the garbage collector, which may run in a forked loader worker, where
+    freeing PyAV's scaler hangs on the parent's threads (seen in test_video_dataset)."""
+    path = str(tmp_path / "gop10.mkv")
+    write_short_gop(path, "matroska", "libx264")
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        video = open_video(path, "pyav")
+        video.get([0, 1])  # the decoder stays at frame 2 for the next read
+        alive = weakref.ref(video)
+        del video
+        assert alive() is None
+    finally:
+        if collecting:
+            gc.enable()

@@ -8,6 +8,10 @@ the candidates run side by side (interleaved, see ``cgnl_video.benchmarks.timing
   convolutions alone, ``z(theta(x) + phi(x) + g(x))``: the two additions stand in
   for the compact kernel so that the backward runs through all four convolutions;
   no compact kernel, GroupNorm or residual;
+- ``CGNL floor qkv``: the same with theta's, phi's and g's weights stacked into one
+  convolution whose output's three channel slices are added, as the CGNL block's fused
+  CPU path computes them (``cgnl_video.models.cgnl_fused``, like timm's qkv): the floor of
+  that path's own convolutions (the CPU blocks of at least 4 MiB);
 - ``NL``: ``NonLocalBlock(C, C / 2)``, embedded Gaussian, no subsampling;
 - ``NL pool 1x2x2``: the same with ``pool_size=(1, 2, 2)``: phi and g from the
   1x2x2 max-pooled block input (the non-local paper's and PySlowFast's subsampling).
@@ -29,6 +33,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cgnl_video.benchmarks import markdown_table, update_section
 from cgnl_video.benchmarks.timing import (
@@ -45,6 +50,7 @@ from cgnl_video.models import CGNLBlock, NonLocalBlock
 from cgnl_video.models.taylor import KERNELS
 
 FLOOR = "CGNL floor"
+FLOOR_STACKED = "CGNL floor qkv"
 NL = "NL"
 NL_POOLED = "NL pool 1x2x2"
 MODES = ("fwd", "fwd+bwd")
@@ -92,25 +98,33 @@ def cgnl_name(kernel: str) -> str:
 
 
 class CGNLFloor(nn.Module):
-    """A CGNL block's four 1x1x1 convolutions alone (shared, not copied): its floor."""
+    """A CGNL block's four 1x1x1 convolutions alone (shared, not copied): its floor; with
+    ``stacked``, theta, phi and g as one convolution (the fused CPU path's)."""
 
-    def __init__(self, block: CGNLBlock):
+    def __init__(self, block: CGNLBlock, stacked: bool = False):
         super().__init__()
         self.theta, self.phi, self.g, self.z = block.theta, block.phi, block.g, block.z
+        self.stacked = stacked
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.z(self.theta(x) + self.phi(x) + self.g(x))
+        if not self.stacked:
+            return self.z(self.theta(x) + self.phi(x) + self.g(x))
+        weight = torch.cat((self.theta.weight, self.phi.weight, self.g.weight))
+        theta, phi, g = F.conv3d(x, weight).split(self.theta.out_channels, 1)
+        return self.z(theta + phi + g)
 
 
 def build_candidates(channels: int, groups: int, order: int, with_nl: bool = True) -> Dict[str, nn.Module]:
-    """The floor, the CGNL block of every kernel and (``with_nl``) the two NL blocks at width C."""
+    """The two floors, the CGNL block of every kernel and (``with_nl``) the two NL blocks at width C."""
     inner = channels // 2
     cgnl = {
         cgnl_name(kernel): CGNLBlock(channels, inner, groups, kernel=kernel, order=order)
         for kernel in KERNELS
     }
     nl = {NL: NonLocalBlock(channels, inner), NL_POOLED: NonLocalBlock(channels, inner, pool_size=(1, 2, 2))}
-    return {FLOOR: CGNLFloor(cgnl[cgnl_name("dot")]), **cgnl, **(nl if with_nl else {})}
+    dot = cgnl[cgnl_name("dot")]
+    floors = {FLOOR: CGNLFloor(dot), FLOOR_STACKED: CGNLFloor(dot, stacked=True)}
+    return {**floors, **cgnl, **(nl if with_nl else {})}
 
 
 def forward_call(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -211,11 +225,11 @@ def timing_table(results: Results) -> str:
 
 
 # Ratio table references: candidate name -> column label.
-RATIO_REFERENCES = {FLOOR: "floor", NL: "NL", NL_POOLED: "NL pool"}
+RATIO_REFERENCES = {FLOOR: "floor", FLOOR_STACKED: "floor qkv", NL: "NL", NL_POOLED: "NL pool"}
 
 
 def ratio_table(results: Results) -> str:
-    """One row per case and kernel: CGNL / floor, / NL and / NL pool 1x2x2, per mode."""
+    """One row per case and kernel: CGNL / floor, / floor qkv, / NL and / NL pool 1x2x2, per mode."""
     references = [name for name in RATIO_REFERENCES if all(name in r["fwd"] for r in results.values())]
     headers = ["T x H x W", "C / inner", "kernel"]
     headers += [f"/ {RATIO_REFERENCES[name]} {mode}" for name in references for mode in MODES]
@@ -236,13 +250,14 @@ def _verdict(ratio: float, target: float) -> str:
 
 
 def _target_case_lines(by_mode: Dict[str, Dict[str, Measurement]], where: str) -> List[str]:
-    """CGNL (each kernel) / floor <= 1.10 and CGNL dot / NL <= 0.6, per mode; NL pooled / NL."""
+    """CGNL (each kernel) / each floor <= 1.10 and CGNL dot / NL <= 0.6, per mode; NL pooled / NL."""
     lines = []
     for mode in MODES:
         for kernel in KERNELS:
-            ratio = paired_ratio(by_mode[mode][cgnl_name(kernel)], by_mode[mode][FLOOR])
-            verdict = _verdict(ratio, TARGET_FLOOR_RATIO)
-            lines.append(f"- CGNL {kernel} / floor, {where}, {mode}: {verdict}")
+            for floor in (FLOOR, FLOOR_STACKED):
+                ratio = paired_ratio(by_mode[mode][cgnl_name(kernel)], by_mode[mode][floor])
+                verdict = _verdict(ratio, TARGET_FLOOR_RATIO)
+                lines.append(f"- CGNL {kernel} / {RATIO_REFERENCES[floor]}, {where}, {mode}: {verdict}")
         if NL not in by_mode[mode]:
             continue
         ratio = paired_ratio(by_mode[mode][cgnl_name("dot")], by_mode[mode][NL])
@@ -304,8 +319,9 @@ def render(
         "fwd is eval mode under no_grad, fwd+bwd the forward plus the gradients of input and "
         f"parameters. Peak: MiB allocated during one call above its start ({memory}).",
         timing_table(results),
-        "CGNL time over the floor's, the NL block's without subsampling and with the "
-        "paper's 1x2x2 subsampling, the median over rounds of the ratio within each round:",
+        "CGNL time over the floor's (four convolutions), the qkv floor's (theta, phi and g as one), "
+        "the NL block's without subsampling and with the paper's 1x2x2 subsampling, the median "
+        "over rounds of the ratio within each round:",
         ratio_table(results),
         "Training memory: MiB of activations autograd saves for backward in one training "
         "forward (`saved_tensor_bytes`: saved-tensor hooks, once per storage, input and "

@@ -200,8 +200,10 @@ class PyAVReader(Reader):
                 break
             rewound = target == 0
             back = max(2 * back, 1)
-        yield start, head
-        yield from zip(itertools.count(start + 1), frames)
+        # Not a generator of this method: that would hold the reader, which holds it (``_ahead``),
+        # and leave PyAV's decoder to the garbage collector, maybe in a forked loader worker, where
+        # freeing its scaler hangs on the parent's threads.
+        return itertools.chain([(start, head)], zip(itertools.count(start + 1), frames))
 
     def _seek_container(self, position: int, rewinding: bool) -> None:
         """Seeks to the keyframe at or before ``position``. AVI seeks by decode time (its H.264
@@ -234,6 +236,7 @@ class PyAVReader(Reader):
         return np.stack([found[i] for i in indices]), None
 
     def close(self) -> None:
+        self._ahead = None  # the decoder's frames go before their container
         self._container.close()
 
 

@@ -2,7 +2,7 @@
 
 The block is ``x + gn(z(y))`` with y the compact generalized non-local operation of
 ``theta(x)``, ``phi(x)`` and ``g(x)`` per channel group (``cgnl_video.models.taylor``).
-Two paths compute it: on the CPU, for block outputs of 32 MiB and more, one autograd
+Two paths compute it: on the CPU, for block inputs of 4 MiB and more, one autograd
 function at little more than the four convolutions' cost (``cgnl_video.models.cgnl_fused``);
 elsewhere (GPUs, smaller outputs, tracing, autocast, channels-last inputs) the composition of
 the convolutions, the compact kernel, GroupNorm and the residual
